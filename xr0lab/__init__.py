@@ -1,6 +1,39 @@
-"""xr0lab: a research toolkit for Xiaomi-Robotics-0 (XR-0)."""
+"""xr0lab: a research toolkit for Xiaomi-Robotics-0 (XR-0).
+
+    import xr0lab
+    model = xr0lab.XR0Model(xr0lab.preset("tiny"))
+    inputs = xr0lab.make_example_inputs(model.config, batch_size=1, seed=0)
+    actions = model.predict_actions(**inputs, seed=0)          # (B, T, 32), normalised
+
+Heavy pieces (the model, the processor) are imported on first use, so `import xr0lab` is cheap.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from xr0lab.config import (ActionConfig, ConfigError, DiTConfig, FlowConfig, ModeConfig,
                            TrainConfig, VLMConfig, XR0Config, preset)
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "XR0Model": "xr0lab.model",
+    "XR0InputError": "xr0lab.inputs",
+    "VLMContext": "xr0lab.vlm",
+    "FlowActionExpert": "xr0lab.action_expert",
+    "LossOutput": "xr0lab.action_expert",
+    "FlowTrace": "xr0lab.flow",
+    "integrate": "xr0lab.flow",
+    "TokenLayout": "xr0lab.masks",
+    "make_example_inputs": "xr0lab.examples",
+    "XR0Processor": "xr0lab.processor",
+}
+
+__all__ = ["ActionConfig", "ConfigError", "DiTConfig", "FlowConfig", "ModeConfig", "TrainConfig",
+           "VLMConfig", "XR0Config", "preset", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'xr0lab' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from xr0lab.cli import main
+
+sys.exit(main())
