@@ -42,7 +42,6 @@ def run_notebook(name: str, *, timeout: int = 1200, save: bool = True, quick: bo
     env_before = os.environ.get("XR0LAB_QUICK")
     if quick is not None:
         os.environ["XR0LAB_QUICK"] = "1" if quick else "0"
-    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3",

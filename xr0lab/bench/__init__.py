@@ -1,0 +1,17 @@
+"""DynReach: a CPU benchmark for action prefixing and the Λ mask (benchmark spec).
+
+Modules: `world` (batched numpy environment and renderer), `expert` (scripted pursuit expert),
+`data` (seed splits, expert datasets, conflict cases), `metrics` (benchmark metrics), `stats`
+(hierarchical bootstrap, paired differences, Holm). Importing this package only imports numpy.
+"""
+
+from xr0lab.bench.data import (TEST_SEEDS, ConflictCases, ExpertDataset, conflict_cases,
+                               generate, prefix_predictability, split_seeds)
+from xr0lab.bench.expert import ExpertConfig, ExpertRollout, rollout_expert
+from xr0lab.bench.world import (DEFAULT_KAPPA, SCENARIOS, DynReach, Episodes, WorldConfig,
+                                render, sample_episodes)
+
+__all__ = ["DEFAULT_KAPPA", "SCENARIOS", "TEST_SEEDS", "ConflictCases", "DynReach", "Episodes",
+           "ExpertConfig", "ExpertDataset", "ExpertRollout", "WorldConfig", "conflict_cases",
+           "generate", "prefix_predictability", "render", "rollout_expert", "sample_episodes",
+           "split_seeds"]
