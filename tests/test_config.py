@@ -83,3 +83,25 @@ def test_ci_runs_the_readme_test_command():
     command = "bash .ci/env python -m pytest"
     assert command in readme and command in ci
     assert "bash .ci/env python -m xr0lab walkthrough" in readme
+
+
+def test_attention_falls_back_to_sdpa_without_flash_attn():
+    from transformers.utils import is_flash_attn_2_available
+
+    from xr0lab.vlm import resolve_attn_implementation
+
+    if is_flash_attn_2_available():
+        pytest.skip("flash-attn is installed here")
+    assert resolve_attn_implementation(None) == "sdpa"
+    assert resolve_attn_implementation("auto") == "sdpa"
+    assert resolve_attn_implementation("eager") == "eager"
+    with pytest.raises(ImportError, match="flash-attn is not installed"):
+        resolve_attn_implementation("flash_attention_2")
+
+
+def test_cli_rejects_unknown_commands(capsys):
+    from xr0lab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["fly"])
+    assert "invalid choice" in capsys.readouterr().err
