@@ -18,7 +18,7 @@ from torch import nn
 from xr0lab.config import ModeConfig, XR0Config
 from xr0lab.dit import DiT, MLPProjector, TimestepEmbedder
 from xr0lab.flow import FlowTrace, Integrator, integrate, interpolate, sample_time
-from xr0lab.hooks import HookPoint, name_hook_points
+from xr0lab.hooks import HookedMixin, HookPoint, name_hook_points
 from xr0lab.masks import TokenLayout, dit_attention_mask, sample_hidden_prefix
 from xr0lab.positions import dit_positions, rope_cos_sin
 from xr0lab.vlm import VLMContext
@@ -63,7 +63,7 @@ class FlowHooks(nn.Module):
         return getattr(self, f"hook_{name}")(tensor)
 
 
-class FlowActionExpert(nn.Module):
+class FlowActionExpert(HookedMixin, nn.Module):
     def __init__(self, config: XR0Config) -> None:
         super().__init__()
         self.config = config
@@ -100,6 +100,13 @@ class FlowActionExpert(nn.Module):
                 prefix_length: int = 0, mode: ModeConfig | None = None,
                 hidden_prefix: torch.Tensor | None = None) -> DenoiseSetup:
         mode = mode or self.config.mode
+        if len(context.keys) != self.config.dit.num_layers:
+            # An all-layer context (prefill(..., keep_all_layers=True)) would silently feed DiT
+            # layer i from VLM layer i; it must be remapped first.
+            raise ValueError(f"context holds K/V for {len(context.keys)} VLM layers "
+                             f"{context.vlm_layers} but the DiT has {self.config.dit.num_layers} "
+                             "layers; pick one entry per DiT layer with "
+                             "xr0lab.analysis.remap_context")
         positions = dit_positions(context.positions, context.prompt_mask, chunk_length,
                                   prefix_length=prefix_length, rope_offset=mode.rope_offset)
         positions = self.hook_dit_positions(positions)

@@ -29,6 +29,19 @@ class XR0Model(FlowActionExpert):
         self.hook_prompt_mask = HookPoint()  # (B, L) bool, True for real prompt tokens
         self.hook_points = name_hook_points(self)
 
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> "XR0Model":
+        """Load a checkpoint directory in the released format; see `xr0lab.checkpoint.load_pretrained`."""
+        from xr0lab.checkpoint import load_pretrained  # lazy: checkpoint imports this module
+
+        return load_pretrained(path, **kwargs)
+
+    def save_pretrained(self, path, **kwargs):
+        """Write the released format; see `xr0lab.checkpoint.save_pretrained`."""
+        from xr0lab.checkpoint import save_pretrained
+
+        return save_pretrained(self, path, **kwargs)
+
     def rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The VLM text tower's own rotary module, so DiT RoPE is the LLM's RoPE continued."""
         probe = torch.empty(0, dtype=self.dtype, device=positions.device)
@@ -36,13 +49,17 @@ class XR0Model(FlowActionExpert):
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 pixel_values: torch.Tensor | None = None,
-                image_grid_thw: torch.Tensor | None = None) -> VLMContext:
-        """One VLM forward -> immutable context with the paired layers' K/V."""
+                image_grid_thw: torch.Tensor | None = None, *,
+                keep_all_layers: bool = False) -> VLMContext:
+        """One VLM forward -> immutable context with the paired layers' K/V (every VLM layer's
+        with keep_all_layers=True, for remapping; `sample` then needs `remap_context` first)."""
         check_prompt(self.config, input_ids, attention_mask, pixel_values, image_grid_thw)
         dev = self.device
         if pixel_values is not None:
             pixel_values = pixel_values.to(dev, self.vlm.model.visual.dtype)
-        context = prefill(self.vlm, self.config.vlm_layer_for_dit_layer,
+        layers = (tuple(range(self.config.vlm.num_layers)) if keep_all_layers
+                  else self.config.vlm_layer_for_dit_layer)
+        context = prefill(self.vlm, layers,
                           input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev),
                           pixel_values=pixel_values,
                           image_grid_thw=None if image_grid_thw is None else image_grid_thw.to(dev))
