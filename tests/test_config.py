@@ -105,3 +105,9 @@ def test_cli_rejects_unknown_commands(capsys):
     with pytest.raises(SystemExit):
         main(["fly"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_mid_preset_between_tiny_and_xr0():
+    mid = preset("mid")
+    assert (mid.vlm.hidden_size, mid.dit.hidden_size, mid.dit.num_layers) == (512, 512, 8)
+    assert mid.dit.head_dim == mid.vlm.head_dim and mid.dit.num_kv_heads == mid.vlm.num_kv_heads

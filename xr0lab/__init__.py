@@ -27,6 +27,13 @@ _LAZY = {
     "TokenLayout": "xr0lab.masks",
     "make_example_inputs": "xr0lab.examples",
     "XR0Processor": "xr0lab.processor",
+    "ActivationCache": "xr0lab.hooks",
+    "HookPoint": "xr0lab.hooks",
+    "HOOK_CATALOGUE": "xr0lab.hooks",
+    "ChunkExecutor": "xr0lab.runtime",
+    "ExecutorConfig": "xr0lab.runtime",
+    "RealTimeRunner": "xr0lab.runtime",
+    "ModelPolicy": "xr0lab.runtime",
 }
 
 __all__ = ["ActionConfig", "ConfigError", "DiTConfig", "FlowConfig", "ModeConfig", "TrainConfig",

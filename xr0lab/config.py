@@ -339,7 +339,18 @@ TINY_VLM = VLMConfig(
 )
 TINY_DIT = DiTConfig(num_layers=4, hidden_size=128, head_dim=32, num_kv_heads=2, timestep_dim=64)
 
-PRESETS = ("xr0", "tiny")
+# A CPU-sized step between tiny and the real shape (where GEMMs start to matter), used to check the
+# latency cost model: VLM and DiT 8 layers of width 512, head dim 64 and 4 KV heads on both sides.
+MID_VLM = VLMConfig(
+    num_layers=8, hidden_size=512, intermediate_size=1536, num_heads=8, num_kv_heads=4,
+    head_dim=64, mrope_section=(12, 10, 10), max_position_embeddings=4096,
+    vision_depth=4, vision_hidden_size=256, vision_num_heads=4, vision_intermediate_size=1024,
+    num_position_embeddings=1024, deepstack_visual_indexes=(1, 2),
+)
+MID_DIT = DiTConfig(num_layers=8, hidden_size=512, head_dim=64, num_kv_heads=4, timestep_dim=128)
+
+PRESETS = ("xr0", "mid", "tiny")
+_SHAPES = {"xr0": (VLMConfig(), DiTConfig()), "mid": (MID_VLM, MID_DIT), "tiny": (TINY_VLM, TINY_DIT)}
 
 
 def preset(name: str, *, mode: Mode = "release", window: int | None = None,
@@ -354,12 +365,9 @@ def preset(name: str, *, mode: Mode = "release", window: int | None = None,
     >>> preset("tiny", mode="xr0-async").mode.window
     4
     """
-    if name == "xr0":
-        vlm, dit = VLMConfig(), DiTConfig()
-    elif name == "tiny":
-        vlm, dit = TINY_VLM, TINY_DIT
-    else:
+    if name not in _SHAPES:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    vlm, dit = _SHAPES[name]
     if vlm_layers is not None:
         vlm = dataclasses.replace(vlm, num_layers=vlm_layers)
     if dit_layers is not None:

@@ -37,7 +37,6 @@ Where an ideal roofline is optimistic (read these before trusting a prediction):
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -593,7 +592,7 @@ def _projector_ops(name: str, tokens: int, in_dim: int, mid: int, out: int, db: 
 
 def dit_step_ops(config: XR0Config, s: Shapes) -> list[Op]:
     """One `FlowActionExpert.denoise_step` plus the Euler update (xr0lab.dit, spec section 3)."""
-    d, v, db = config.dit, config.vlm, s.dtype_bytes
+    d, db = config.dit, s.dtype_bytes
     B, S, T, L, D = s.batch, s.dit_tokens, s.chunk_length, s.prompt_length, d.hidden_size
     A, M, hd = config.action.action_dim, s.batch * s.dit_tokens, d.head_dim
     n_rep = d.num_heads // d.num_kv_heads

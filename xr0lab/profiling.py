@@ -38,33 +38,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from xr0lab import costmodel
-from xr0lab.config import DiTConfig, VLMConfig, XR0Config, preset
+from xr0lab.config import PRESETS, XR0Config, preset
 
 SCHEMA = "xr0lab.profile/1"
-PROFILE_PRESETS = ("tiny", "mid", "xr0")
-
-# A CPU-sized step between tiny and the real shape, for checking the cost model where GEMMs
-# start to matter: VLM 8 layers of width 512, DiT 8 layers of width 512. Head dim 64 and 4 KV
-# heads on both sides, since the DiT reads the VLM's K/V as they are.
-MID_VLM = VLMConfig(
-    num_layers=8, hidden_size=512, intermediate_size=1536, num_heads=8, num_kv_heads=4,
-    head_dim=64, mrope_section=(12, 10, 10), max_position_embeddings=4096,
-    vision_depth=4, vision_hidden_size=256, vision_num_heads=4, vision_intermediate_size=1024,
-    num_position_embeddings=1024, deepstack_visual_indexes=(1, 2),
-)
-MID_DIT = DiTConfig(num_layers=8, hidden_size=512, head_dim=64, num_kv_heads=4, timestep_dim=128)
-
+PROFILE_PRESETS = PRESETS
 
 def profile_config(name: str, *, num_steps: int | None = None,
                    vlm_layers: int | None = None) -> XR0Config:
-    """"tiny" and "xr0" presets, or "mid" (MID_VLM + MID_DIT)."""
-    if name == "mid":
-        cfg = preset("tiny", num_steps=num_steps)
-        vlm = MID_VLM if vlm_layers is None else dataclasses.replace(MID_VLM, num_layers=vlm_layers)
-        return cfg.replace(name="mid", vlm=vlm, dit=MID_DIT)
-    if name not in PROFILE_PRESETS:
-        raise ValueError(f"unknown profile preset {name!r}; available: "
-                         f"{', '.join(PROFILE_PRESETS)}")
+    """A named preset ("tiny", "mid", "xr0") with the profiling knobs applied."""
     return preset(name, num_steps=num_steps, vlm_layers=vlm_layers)
 
 
