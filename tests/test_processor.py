@@ -331,3 +331,17 @@ def test_outputs_feed_tiny_qwen3_vl(processor):
         logits = model(**{k: out[k] for k in ("input_ids", "attention_mask", "pixel_values",
                                               "image_grid_thw", "mm_token_type_ids")}).logits
     assert logits.shape[:2] == out["input_ids"].shape and torch.isfinite(logits).all()
+
+
+def test_processor_output_feeds_predict_actions(processor, views, tiny_model):
+    """One call: {images, instruction, state, robot_type} -> the dict predict_actions takes; the
+    robot type's statistics set the horizon and decode maps back to robot units."""
+    state = np.zeros(32, dtype=np.float32)
+    state[:7] = 0.1
+    inputs = processor(images=views[:2], instruction="open the drawer", state=state,
+                       robot_type="bridge_delta", image_resize="xr0")
+    actions = tiny_model.predict_actions(**inputs, seed=0)
+    assert actions.shape == (1, processor.horizon("bridge_delta"), 32)
+    decoded = processor.decode_action(actions, "bridge_delta")
+    assert torch.allclose(processor.encode_action(decoded, "bridge_delta") * inputs["action_mask"],
+                          actions * inputs["action_mask"], atol=1e-5)
