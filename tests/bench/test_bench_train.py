@@ -1,0 +1,190 @@
+"""DynReach phase 2: arms, staged training, evaluation through the executor, the sweep.
+
+Everything runs a handful of steps on a 2-layer, 32-wide model so the module stays well under a
+minute on one thread.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xr0lab.bench.evaluate import EvalSettings, cycle_noise, evaluate_arm, executor_config
+from xr0lab.bench.models import ARMS, Tier0Config, get_arm, linear_probe
+from xr0lab.bench.sweep import SweepConfig, cell_path, run_sweep
+from xr0lab.bench.train import (TrainSettings, load_policy, set_threads, train_stage_a,
+                                train_stage_b)
+
+SMALL = Tier0Config(encoder_width=32, dit_layers=2, dit_width=32, head_dim=16, kv_heads=2,
+                    num_steps=2)
+TRAIN = TrainSettings(train_episodes=6, stage_a_steps=4, stage_b_steps=2, batch_size=8,
+                      stage_b_cache=64, checkpoint_every=2, probe_samples=64, warmup=2)
+EVAL = EvalSettings(delays=(4,), jitter_delay=4, n_episodes=4, conflict_episodes=4,
+                    attention_episodes=2)
+SPEC_ARMS = ("A0", "A1", "A2", "A3", "A4", "A5", "A6", "A7")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    set_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_arms_differ_only_in_named_knobs():
+    a3 = ARMS["A3"]
+    assert ARMS["A5"].attention == "band" and ARMS["A5"].window == 4
+    assert ARMS["A6"].attention == "hard_block" and ARMS["A6"].window == 4
+    assert ARMS["A4"].attention == "causal"
+    a7 = ARMS["A7"]
+    assert (a7.rope_offset, a7.prefix_hiding, a7.reweight) == (10, True, True)
+    for arm in ("A4", "A5", "A6"):
+        same = {f.name for f in dataclasses.fields(a3)
+                if getattr(a3, f.name) == getattr(ARMS[arm], f.name)}
+        assert {"runtime", "train_prefix", "rope_offset", "prefix_hiding", "reweight",
+                "prefix_schedule"} <= same
+    # A0-A2 share one stage-B checkpoint: they differ only at run time.
+    assert len({ARMS[a].training_key for a in ("A0", "A1", "A2")}) == 1
+    assert ARMS["A3"].training_key != ARMS["A3paper"].training_key
+    with pytest.raises(KeyError, match="unknown arm"):
+        get_arm("A9")
+
+
+def test_executor_timing_per_arm():
+    assert executor_config(ARMS["A0"], 4).mode == "sync"
+    assert executor_config(ARMS["A3"], 4).prefix_length == 4
+    assert executor_config(ARMS["A3"], 0).prefix_length == 1
+    assert executor_config(ARMS["A3"], 4, jitter=True).prefix_length == 5
+    assert executor_config(ARMS["A2"], 4).mode == "guided"
+
+
+def test_end_to_end_every_arm(tmp_path):
+    train_stage_a(tmp_path, 0, SMALL, TRAIN, progress=False)
+    for arm_id in SPEC_ARMS:
+        arm = get_arm(arm_id)
+        train_stage_b(tmp_path, 0, arm, SMALL, TRAIN, progress=False)
+        model, _ = load_policy(tmp_path, 0, arm, SMALL)
+        out = evaluate_arm(model, arm, EVAL, progress=False)
+        c = out["conditions"]["S1|d=4"]
+        assert c["success_cup"].shape == (4,) and np.isfinite(c["ert"]).all()
+        assert "S1|jitter=4" in out["conditions"]
+        assert out["cost"]["denoise_flops"] > 0
+        if arm.runtime == "prefix":
+            assert len(out["attention"]["prefix_mass_late"]) == SMALL.dit_layers
+            assert np.isnan(out["conflict"]["C"][:4]).all()
+
+
+def test_stage_b_freezes_encoder(tmp_path):
+    train_stage_a(tmp_path, 0, SMALL, TRAIN, progress=False)
+    train_stage_b(tmp_path, 0, ARMS["A3"], SMALL, TRAIN, progress=False)
+    stage_a = torch.load(tmp_path / "seed0" / "stage_a.pt", weights_only=False)["model"]
+    model, _ = load_policy(tmp_path, 0, ARMS["A3"], SMALL)
+    enc = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    assert all(torch.equal(v, stage_a[k]) for k, v in enc.items())
+    assert not all(torch.equal(v, stage_a[k]) for k, v in model.state_dict().items()
+                   if k.startswith("expert.dit."))
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_stage_a_resume_matches_uninterrupted(tmp_path):
+    from xr0lab.bench.train import dataset
+
+    data = dataset(TRAIN, 0)
+    train_stage_a(tmp_path / "straight", 0, SMALL, TRAIN, progress=False, data=data)
+
+    class Dying:
+        """Dataset proxy that dies on the 4th batch (after the step-2 checkpoint)."""
+        calls = 0
+
+        def __getattr__(self, name):
+            return getattr(data, name)
+
+        def __len__(self):
+            return len(data)
+
+        def batch(self, *a, **k):
+            Dying.calls += 1
+            if Dying.calls == 4:
+                raise _Killed()
+            return data.batch(*a, **k)
+
+    with pytest.raises(_Killed):
+        train_stage_a(tmp_path / "killed", 0, SMALL, TRAIN, progress=False, data=Dying())
+    assert (tmp_path / "killed" / "seed0" / "stage_a.partial.pt").exists()
+    train_stage_a(tmp_path / "killed", 0, SMALL, TRAIN, progress=False, data=data)
+    a = torch.load(tmp_path / "straight" / "seed0" / "stage_a.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "seed0" / "stage_a.pt", weights_only=False)
+    assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+
+
+def _sweep(tmp_path, arms=("A1", "A3")):
+    return SweepConfig("test", arms, (0,), model=SMALL, train=TRAIN,
+                       eval=dataclasses.replace(EVAL, jitter_delay=None), n_boot=50)
+
+
+def test_sweep_resumes_and_merges_cells(tmp_path):
+    cfg = _sweep(tmp_path)
+    first = run_sweep(cfg, run_dir=tmp_path, progress=False, max_cells=1)   # "killed" early
+    assert first["meta"]["cells"] == ["A1_seed0"]
+    done = cell_path(tmp_path, "A1", 0)
+    stamp = done.stat().st_mtime_ns
+    final = run_sweep(cfg, run_dir=tmp_path, progress=False)
+    assert done.stat().st_mtime_ns == stamp       # the finished cell was not recomputed
+    assert final["meta"]["cells"] == ["A1_seed0", "A3_seed0"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["conditions"]) == {"A1", "A3"}
+    assert saved["meta"]["threads"] == 1 and saved["meta"]["versions"]["torch"]
+    with pytest.raises(ValueError, match="different sweep configuration"):
+        run_sweep(dataclasses.replace(cfg, n_boot=51), run_dir=tmp_path, progress=False)
+
+
+def test_common_random_numbers(tmp_path):
+    res = run_sweep(_sweep(tmp_path, ("A1", "A5")), run_dir=tmp_path, progress=False)
+    assert res["common_random_numbers"] == {"same_episode_seeds": True, "same_noise_keys": True}
+    import pickle
+
+    cells = [pickle.load(open(cell_path(tmp_path, a, 0), "rb")) for a in ("A1", "A5")]
+    c1, c5 = (c["conditions"]["S1|d=4"] for c in cells)
+    np.testing.assert_array_equal(c1["episode_seeds"], c5["episode_seeds"])
+    assert c1["noise_keys"] == c5["noise_keys"]
+    # Counter-based: the noise of (episode, cycle) does not depend on the batch it is drawn in.
+    seeds = np.array([7, 11, 13])
+    torch.testing.assert_close(cycle_noise(seeds, 3)[1:], cycle_noise(seeds[1:], 3))
+    assert not torch.equal(cycle_noise(seeds, 3), cycle_noise(seeds, 4))
+
+
+def test_linear_probe_reads_a_linear_target():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 10))
+    y = x[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]])
+    assert linear_probe(x, y)["r2"] > 0.99
+
+
+def test_tier1_policy_smoke():
+    from xr0lab.bench.models import Tier1Policy
+    from xr0lab.bench.world import DynReach, WorldConfig
+
+    env = DynReach(WorldConfig("S1", image_size=32))
+    obs = env.reset([0, 1])
+    policy = Tier1Policy(dit_layers=2, vlm_layers=2, image_size=64)
+    noise = cycle_noise(np.array([0, 1]), 0)
+    chunk = policy(obs, noise, prefix=np.zeros((2, 3, 2)), prefix_length=3)
+    assert chunk.shape == (2, 16, 2) and np.isfinite(chunk).all()
+    np.testing.assert_allclose(chunk[:, :3], 0.0, atol=1e-6)   # the prefix is kept exactly
+
+
+def test_tier1_trains_and_runs_through_the_executor():
+    from xr0lab.bench.models import tier1_smoke
+
+    out = tier1_smoke(steps=2, episodes=2, ticks=20, delay=3)
+    assert len(out["losses"]) == 2 and np.isfinite(out["losses"]).all()
+    assert out["prefix_lengths"][0] == 0 and out["prefix_lengths"][1] == 3
+    assert out["counts"]["committed"] > 0 and np.isfinite(out["actions"]).all()

@@ -1,0 +1,374 @@
+"""Figures and findings for the DynReach notebooks (05 and 06), drawn from a results dict.
+
+Every function takes the merged results (`xr0lab.bench.sweep.merge_results` / the committed
+`data/dynreach_results.json`) and returns a matplotlib figure or a string whose numbers come from
+the results; the notebooks only call them. matplotlib is imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from xr0lab.bench.models import ARMS
+
+COLOURS = {"A0": "#7f7f7f", "A1": "#d62728", "A2": "#ff7f0e", "A3": "#1f77b4", "A4": "#9467bd",
+           "A5": "#2ca02c", "A6": "#8c564b", "A7": "#e377c2", "A3paper": "#17becf"}
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def arm_label(arm: str) -> str:
+    return f"{arm} {ARMS[arm].label}" if arm in ARMS else arm
+
+
+def present(results: dict, arms: Sequence[str]) -> list[str]:
+    return [a for a in arms if a in results["conditions"]]
+
+
+def delay_rows(results: dict, arm: str, scenario: str = "S1") -> list[tuple[int, dict]]:
+    """(d, entry) for the constant-delay rows of an arm, sorted by d."""
+    rows = [(e["delay"], e) for k, e in results["conditions"][arm].items()
+            if k.startswith(f"{scenario}|d=")]
+    return sorted(rows, key=lambda r: r[0])
+
+
+def value(results: dict, arm: str, cond: str, metric: str, part: str = "mean"):
+    e = results["conditions"].get(arm, {}).get(cond)
+    if e is None or metric not in e:
+        return None
+    return e[metric][part]
+
+
+# ------------------------------------------------------------------------------- figures
+
+
+def plot_masks(chunk: int = 16, prefix: int = 4, windows: Sequence[int] = (1, 2, 4, 8)):
+    """The action-action masks: full, causal, Λ band for several w, hard block (p = prefix)."""
+    from xr0lab.masks import action_attention_mask
+
+    plt = _plt()
+    panels = [("full (A3)", action_attention_mask(chunk, "full")),
+              ("causal (A4, release)", action_attention_mask(chunk, "causal"))]
+    panels += [(f"Λ band w={w} (A5)", action_attention_mask(chunk, "band", w)) for w in windows]
+    panels.append((f"hard block w=4, p={prefix} (A6)",
+                   action_attention_mask(chunk, "hard_block", 4, prefix)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.7))
+    for ax, (title, m) in zip(axes, panels):
+        ax.imshow(m.numpy(), cmap="Greys", vmin=0, vmax=1.3)
+        ax.axhline(prefix - 0.5, color="tab:red", lw=0.8)
+        ax.axvline(prefix - 0.5, color="tab:red", lw=0.8)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0].set_ylabel("query action i")
+    fig.suptitle(f"action-action masks (black = may attend; red lines: prefix p={prefix})",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prefix_predictability(chunks: np.ndarray, valid: np.ndarray,
+                               prefixes: Sequence[int] = (1, 2, 4, 6)):
+    """R^2 of a[k] predicted by the last prefix action a[p-1]: why copying is tempting."""
+    from xr0lab.bench.data import prefix_predictability
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    out = {}
+    for p in prefixes:
+        r = prefix_predictability(chunks, p, valid)
+        ax.plot(r["k"], r["r2"], marker="o", ms=3, label=f"p = {p}")
+        out[p] = r
+    ax.set_xlabel("chunk index k"), ax.set_ylabel("R² of a[k] from a[p-1]")
+    ax.set_title("expert chunks: how much the prefix alone explains", fontsize=9)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, out
+
+
+def plot_vs_delay(results: dict, arms: Sequence[str], metrics: Sequence[tuple[str, str]],
+                  scenario: str = "S1"):
+    """Metrics vs delay with 95% hierarchical-bootstrap bands; jittered row as a marker."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3))
+    axes = np.atleast_1d(axes)
+    for ax, (metric, title) in zip(axes, metrics):
+        for a in present(results, arms):
+            rows = [(d, e[metric]) for d, e in delay_rows(results, a, scenario) if metric in e]
+            if not rows:
+                continue
+            d = np.array([r[0] for r in rows])
+            m = np.array([r[1]["mean"] for r in rows], float)
+            lo = np.array([r[1]["low"] for r in rows], float)
+            hi = np.array([r[1]["high"] for r in rows], float)
+            c = COLOURS.get(a)
+            ax.plot(d, m, marker="o", ms=3, color=c, label=arm_label(a))
+            ax.fill_between(d, lo, hi, color=c, alpha=0.15)
+            for k, e in results["conditions"][a].items():
+                if "jitter" in k and metric in e:
+                    ax.errorbar(e["delay"] + 0.15, e[metric]["mean"],
+                                yerr=[[e[metric]["mean"] - e[metric]["low"]],
+                                      [e[metric]["high"] - e[metric]["mean"]]],
+                                fmt="x", color=c, ms=5)
+        ax.set_xlabel("delay d (ticks; x = jittered d±1)"), ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pareto(results: dict, arms: Sequence[str], delay: int = 4, scenario: str = "S1"):
+    """Reactivity vs smoothness: ERT against cup spill and against jerk at one delay."""
+    plt = _plt()
+    cond = f"{scenario}|d={delay}"
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, xm, xl in ((axes[0], "spill_cup", "spill per episode (cup)"),
+                       (axes[1], "jerk", "jerk |a[t+1] - 2a[t] + a[t-1]|")):
+        for a in present(results, arms):
+            e = results["conditions"][a].get(cond)
+            if e is None or xm not in e:
+                continue
+            x, y = e[xm], e["ert"]
+            ax.errorbar(x["mean"], y["mean"], xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
+                        yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]], fmt="o",
+                        color=COLOURS.get(a), label=arm_label(a), capsize=2)
+        ax.set_xlabel(xl), ax.set_ylabel("excess reaction time ERT (ticks)")
+    axes[0].set_title(f"lower-left is better (d = {delay})", fontsize=9)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_copy_curves(results: dict, arms: Sequence[str], key: str = "conflict"):
+    """C(k) per arm (interventional copy score) and the conflict test's cosines.
+
+    key: "conflict" (the agent at the scheduled S1 jump, usually parked on the old goal) or
+    "conflict_moving" (the agent still moving toward the old goal when the target jumps)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for a in present(results, arms):
+        cf = results.get(key, {}).get(a)
+        if cf is None:
+            continue
+        c = COLOURS.get(a)
+        if cf.get("C") is not None:
+            C = np.array([np.nan if v is None else v for v in cf["C"]])
+            axes[0].plot(np.arange(len(C)), C, marker="o", ms=3, color=c, label=arm_label(a))
+        k = np.arange(len(cf["cos_new"])) + 8
+        axes[1].plot(k, cf["cos_new"], color=c, marker="o", ms=3, label=f"{a} new goal")
+        axes[1].plot(k, cf["cos_old"], color=c, ls="--", label=f"{a} stale goal")
+    axes[0].set_xlabel("chunk index k"), axes[0].set_ylabel("C(k) = Δprefix / (Δprefix + Δobs)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_title("1 = follows the prefix only, 0 = the image only", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("chunk index k (late part)"), axes[1].set_ylabel("mean cos(a_k, goal - x)")
+    axes[1].set_title(f"{key.replace('_', ' ')}: stale prefix, new goal in the image",
+                      fontsize=9)
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(results: dict, arms: Sequence[str]):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for a in present(results, arms):
+        att = results["attention"].get(a)
+        if att is None:
+            continue
+        layers = np.arange(len(att["prefix_mass_late"]))
+        ax.plot(layers, att["prefix_mass_late"], marker="o", color=COLOURS.get(a),
+                label=f"{a} late rows")
+        ax.plot(layers, att["prefix_mass_early"], ls="--", color=COLOURS.get(a),
+                label=f"{a} early rows")
+    ax.set_xlabel("DiT layer"), ax.set_ylabel("attention mass on prefix tokens")
+    ax.set_title("diagnostic only: attention is not influence", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_frame_strip(results: dict, arms: Sequence[str], episode: int = 0, n_frames: int = 6,
+                     size: int = 64):
+    """Frames of one perturbed test episode per arm (same episode, same noise), with the path."""
+    from xr0lab.bench.world import render, sample_episodes
+
+    plt = _plt()
+    arms = [a for a in present(results, arms) if a in results["examples"]]
+    ex0 = results["examples"][arms[0]]
+    seed = ex0["seeds"][episode]
+    ep = sample_episodes("S1", [seed])
+    tp = int(ep.t_perturb[0])
+    ticks = np.linspace(max(tp - 8, 0), min(tp + 40, 119), n_frames).astype(int)
+    fig, axes = plt.subplots(len(arms), n_frames, figsize=(1.6 * n_frames, 1.7 * len(arms)))
+    axes = np.atleast_2d(axes)
+    for r, a in enumerate(arms):
+        pos = np.asarray(results["examples"][a]["positions"][episode])
+        for c, t in enumerate(ticks):
+            img = render(ep, np.array([t]), pos[t][None], size)[0]
+            ax = axes[r, c]
+            ax.imshow(img, extent=(0, 1, 0, 1))
+            ax.plot(pos[:t + 1, 0], pos[:t + 1, 1], color="w", lw=0.6, alpha=0.7)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t={t}" + (" (jump)" if t >= tp and ticks[max(c - 1, 0)] < tp
+                                         else ""), fontsize=7)
+        axes[r, 0].set_ylabel(a, fontsize=8)
+    fig.suptitle(f"test episode {seed}: target jumps at t={tp} "
+                 f"({results['examples'][arms[0]]['condition']})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_smoothness(results: dict, arms: Sequence[str], scenario: str = "S1"):
+    """Boundary discontinuity ratio, jerk, cup spill and throughput (cup, plain) vs delay."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    for a in present(results, arms):
+        rows = delay_rows(results, a, scenario)
+        d = [r[0] for r in rows]
+        c = COLOURS.get(a)
+        axes[0].plot(d, [r[1]["pooled"]["boundary_ratio"] for r in rows], marker="o", ms=3,
+                     color=c, label=arm_label(a))
+        axes[1].plot(d, [r[1]["jerk"]["mean"] for r in rows], marker="o", ms=3, color=c)
+        axes[2].plot(d, [r[1]["spill_cup"]["mean"] for r in rows], marker="o", ms=3, color=c)
+        axes[3].plot(d, [r[1]["pooled"]["throughput_cup"] for r in rows], marker="o", ms=3,
+                     color=c)
+        axes[3].plot(d, [r[1]["pooled"]["throughput_plain"] for r in rows], ls="--", color=c)
+    for ax, t in zip(axes, ("boundary discontinuity ratio", "jerk", "spill (cup)",
+                            "successes / 1000 ticks (solid cup, dashed plain)")):
+        ax.set_title(t, fontsize=9), ax.set_xlabel("delay d")
+    axes[0].axhline(1, color="k", lw=0.5)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prefix_schedule(n: int = 4000, seed: int = 0):
+    """Distribution of the training prefix length: released code vs the report's wording."""
+    import torch
+
+    from xr0lab.action_expert import FlowActionExpert
+    from xr0lab.bench.models import Tier0Config, xr0_config
+
+    plt = _plt()
+    small = Tier0Config(encoder_width=16, dit_layers=1, dit_width=16, head_dim=16, kv_heads=1)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    out = {}
+    for i, arm in enumerate(("A3", "A3paper")):
+        expert = FlowActionExpert(xr0_config(small, ARMS[arm]))
+        g = torch.Generator().manual_seed(seed)
+        ps = np.array([expert.sample_prefix_length(16, g) for _ in range(n)])
+        freq = np.bincount(ps, minlength=7) / n
+        out[ARMS[arm].prefix_schedule] = freq
+        ax.bar(np.arange(7) + (i - 0.5) * 0.4, freq, width=0.4,
+               label=f"{ARMS[arm].prefix_schedule}: P(p=0) = {freq[0]:.2f}")
+    ax.set_xlabel("training prefix length p"), ax.set_ylabel("probability")
+    ax.legend(fontsize=8)
+    ax.set_title("prefix-length schedule", fontsize=9)
+    fig.tight_layout()
+    return fig, out
+
+
+# ------------------------------------------------------------------------------- findings
+
+
+def _fmt(e, digits: int = 2, pct: bool = False) -> str:
+    if e is None:
+        return "n/a"
+    s = 100.0 if pct else 1.0
+    u = "%" if pct else ""
+    return f"{e['mean'] * s:.{digits}f}{u} [{e['low'] * s:.{digits}f}, {e['high'] * s:.{digits}f}]"
+
+
+def source_line(results: dict, full: bool) -> str:
+    m = results["meta"]
+    seeds = sorted({int(c.rsplit("seed", 1)[1]) for c in m["cells"]})
+    n = m["config"]["eval"]["n_episodes"]
+    what = "committed full-sweep results (data/dynreach_results.json)" if full else \
+        f"the {m['name']!r} sweep run in this notebook"
+    return (f"Source: {what}; {len(seeds)} training seed(s), {n} test episodes per condition, "
+            f"{m['threads']} thread(s), created {m['created']}.")
+
+
+def primary_text(results: dict) -> str:
+    lines = []
+    for r in results.get("primary", []):
+        verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
+        lines.append(f"ERT({r['a']}) - ERT({r['b']}) at d = 4, S1 cup: {r['mean']:+.2f} ticks "
+                     f"(95% CI [{r['low']:+.2f}, {r['high']:+.2f}], Holm p = {r['p_holm']:.3g},"
+                     f" {verdict}; {r['n_seeds']} seeds x {r['n_episodes'] // max(r['n_seeds'], 1)}"
+                     f" episodes).")
+    return "\n".join(lines) if lines else "Primary endpoint: arms A3/A5/A6 not all present."
+
+
+def findings_lambda(results: dict, delay: int = 4) -> str:
+    """Notebook 05's findings, every number read from `results`."""
+    cond = f"S1|d={delay}"
+    arms = present(results, ("A1", "A3", "A4", "A5", "A6", "A7"))
+    out = [primary_text(results)]
+    for a in arms:
+        cf = results["conflict"].get(a, {})
+        C = [v for v in (cf.get("C") or [])[8:] if v is not None]
+        mv = results.get("conflict_moving", {}).get(a)
+        Cm = [v for v in ((mv or {}).get("C") or [])[8:] if v is not None]
+        out.append(
+            f"{a}: success (cup) {_fmt(results['conditions'][a].get(cond, {}).get('success_cup'), 1, True)}, "
+            f"ERT {_fmt(results['conditions'][a].get(cond, {}).get('ert'))} ticks, "
+            f"obs-following index {cf.get('obs_following_index', float('nan')):.2f}, "
+            f"copy fraction {cf.get('copy_fraction', float('nan')):.2f}"
+            + (f", mean C(k >= 8) = {np.mean(C):.2f}" if C else "")
+            + (f"; moving agent: obs-following {mv['obs_following_index']:.2f}, copy fraction "
+               f"{mv['copy_fraction']:.2f}" if mv else "")
+            + (f", mean C(k >= 8) = {np.mean(Cm):.2f}" if Cm else "") + ".")
+    att = results.get("attention", {})
+    if "A3" in att and "A5" in att:
+        out.append(f"Attention mass on the prefix from late rows (k >= 8), mean over layers: "
+                   f"A3 {np.mean(att['A3']['prefix_mass_late']):.3f} vs A5 "
+                   f"{np.mean(att['A5']['prefix_mass_late']):.3f} (the band removes direct "
+                   f"attention by construction; this is not a measure of influence).")
+    probe = results.get("stage_a", {})
+    if probe:
+        r2 = [v["probe"]["r2"] for v in probe.values()]
+        readable = ("the goal is linearly readable, so copying the prefix would be a shortcut, "
+                    "not blindness" if np.min(r2) >= 0.8 else
+                    "the goal is only partly readable in this run (undertrained encoder), so "
+                    "copying cannot be told apart from blindness here")
+        out.append(f"Linear probe of the visible goal from the context tokens: held-out R² "
+                   f"{np.mean(r2):.3f} (min {np.min(r2):.3f} over {len(r2)} seed(s)); "
+                   f"{readable}.")
+    return "\n".join(out)
+
+
+def findings_prefix(results: dict, delay: int = 4) -> str:
+    """Notebook 06's findings, every number read from `results`."""
+    cond = f"S1|d={delay}"
+    out = []
+    for a in present(results, ("A0", "A1", "A2", "A3")):
+        e = results["conditions"][a].get(cond)
+        if e is None:
+            continue
+        p = e["pooled"]
+        out.append(f"{a} ({ARMS[a].label}) at d = {delay}: success plain "
+                   f"{_fmt(e['success_plain'], 1, True)}, cup {_fmt(e['success_cup'], 1, True)}; "
+                   f"spill {_fmt(e['spill_cup'], 3)}; boundary ratio {p['boundary_ratio']:.2f}; "
+                   f"jerk {e['jerk']['mean']:.4f}; throughput {p['throughput_cup']:.1f} (cup) / "
+                   f"{p['throughput_plain']:.1f} (plain) successes per 1,000 ticks.")
+    sec = [r for r in results.get("secondary", []) if r["condition"] == cond and
+           r["b"] in ("A0", "A1", "A2") and r["metric"] == "success_cup"]
+    for r in sec:
+        out.append(f"Paired: success_cup(A3) - success_cup({r['b']}) = {100 * r['mean']:+.1f} "
+                   f"points [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}], Holm p = "
+                   f"{r['p_holm']:.3g}.")
+    cost = results.get("cost", {})
+    if "A2" in cost and "A3" in cost:
+        out.append(f"Cost per chunk: guidance (A2) {cost['A2']['denoise_flops'] / 1e6:.0f} MFLOP "
+                   f"vs trained prefix (A3) {cost['A3']['denoise_flops'] / 1e6:.0f} MFLOP "
+                   f"({cost['A2']['chunk_seconds_median'] * 1e3:.1f} ms vs "
+                   f"{cost['A3']['chunk_seconds_median'] * 1e3:.1f} ms on this CPU).")
+    return "\n".join(out)
