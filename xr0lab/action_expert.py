@@ -133,9 +133,7 @@ class FlowActionExpert(HookedMixin, nn.Module):
         return self.action_output_layer(h[:, 2:]).to(x.dtype)
 
     def _flow_observer(self):
-        hooks = (self.flow.hook_t, self.flow.hook_x_t, self.flow.hook_velocity,
-                 self.flow.hook_clean_estimate, self.flow.hook_x_next)
-        return self.flow.observe if any(h.active for h in hooks) else None
+        return self.flow.observe if any(h.active for h in self.flow.children()) else None
 
     def sample(self, context: VLMContext, state: torch.Tensor, action_mask: torch.Tensor, *,
                noise: torch.Tensor, num_steps: int | None = None,

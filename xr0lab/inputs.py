@@ -101,6 +101,15 @@ def check_action_inputs(config: XR0Config, batch_size: int, state, action_mask) 
     return T
 
 
+def check_actions(config: XR0Config, batch_size: int, chunk_length: int, actions) -> None:
+    """Validate training targets (B, T, action_dim): T is the horizon `action_mask` set."""
+    shape = (batch_size, chunk_length, config.action.action_dim)
+    if _shape(actions) != shape:
+        raise XR0InputError(f"actions must have shape {shape} (matching action_mask), got "
+                            f"{_shape(actions)}")
+    _finite("actions", actions)
+
+
 def check_prefix(config: XR0Config, batch_size: int, chunk_length: int, prefix,
                  prefix_length: int | None, supports_prefix: bool) -> int:
     """Validate a clean prefix (B, >= p, A) against the mode; returns p."""

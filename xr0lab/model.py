@@ -15,7 +15,8 @@ from xr0lab.action_expert import FlowActionExpert, LossOutput
 from xr0lab.config import Mode, ModeConfig, XR0Config
 from xr0lab.flow import FlowTrace, Integrator
 from xr0lab.hooks import HookPoint, name_hook_points
-from xr0lab.inputs import XR0InputError, check_action_inputs, check_prefix, check_prompt
+from xr0lab.inputs import (XR0InputError, check_action_inputs, check_actions, check_prefix,
+                           check_prompt)
 from xr0lab.vlm import VLMContext, build_vlm, prefill, resolve_attn_implementation
 
 
@@ -54,6 +55,13 @@ class XR0Model(FlowActionExpert):
         """One VLM forward -> immutable context with the paired layers' K/V (every VLM layer's
         with keep_all_layers=True, for remapping; `sample` then needs `remap_context` first)."""
         check_prompt(self.config, input_ids, attention_mask, pixel_values, image_grid_thw)
+        return self._prefill(input_ids, attention_mask, pixel_values, image_grid_thw,
+                             keep_all_layers=keep_all_layers)
+
+    def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 pixel_values: torch.Tensor | None, image_grid_thw: torch.Tensor | None, *,
+                 keep_all_layers: bool = False) -> VLMContext:
+        """`prefill` for inputs the caller has already run through `check_prompt`."""
         dev = self.device
         if pixel_values is not None:
             pixel_values = pixel_values.to(dev, self.vlm.model.visual.dtype)
@@ -111,7 +119,7 @@ class XR0Model(FlowActionExpert):
             noise = self.make_noise(shape, seed)
         elif tuple(noise.shape) != shape:
             raise XR0InputError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-        context = self.prefill(input_ids, attention_mask, pixel_values, image_grid_thw)
+        context = self._prefill(input_ids, attention_mask, pixel_values, image_grid_thw)
         dev = self.device
         out = self.sample(context, state.to(dev), action_mask.to(dev), noise=noise.to(dev).float(),
                           num_steps=steps, prefix=None if prefix is None else prefix.to(dev),
@@ -129,12 +137,8 @@ class XR0Model(FlowActionExpert):
         `train.training_repeat` DiT samples."""
         B = check_prompt(self.config, input_ids, attention_mask, pixel_values, image_grid_thw)
         T = check_action_inputs(self.config, B, state, action_mask)
-        if tuple(actions.shape) != (B, T, self.config.action.action_dim):
-            raise XR0InputError(f"actions must have shape {(B, T, self.config.action.action_dim)} "
-                                f"(matching action_mask), got {tuple(actions.shape)}")
-        if not torch.isfinite(actions).all():
-            raise XR0InputError("actions contain NaN or inf")
-        context = self.prefill(input_ids, attention_mask, pixel_values, image_grid_thw)
+        check_actions(self.config, B, T, actions)
+        context = self._prefill(input_ids, attention_mask, pixel_values, image_grid_thw)
         dev = self.device
         return self.flow_loss(context, actions.to(dev).float(), action_mask.to(dev),
                               state.to(dev), generator=generator, prefix_length=prefix_length,

@@ -513,8 +513,7 @@ def pad_state(state: Any, width: int = ACTION_DIM) -> Any:
 # The processor
 # ---------------------------------------------------------------------------------------------
 
-_OWN_KEYS = ("action_config", "prompt_style", "image_resize", "xr0_max_pixels", "action_dim",
-             "processor_class")
+_OWN_KEYS = ("action_config", "prompt_style", "image_resize", "xr0_max_pixels", "action_dim")
 
 
 class XR0Processor:
@@ -579,13 +578,11 @@ class XR0Processor:
             raise FileNotFoundError(f"{config_path} not found: a processor directory needs "
                                     "preprocessor_config.json and tokenizer files")
         config = json.loads(config_path.read_text())
-        own = {key: config.pop(key) for key in _OWN_KEYS if key in config}
-        own.pop("processor_class", None)
+        settings = {key: config.pop(key) for key in _OWN_KEYS if key in config}
+        settings.update(overrides)
+        action_config = settings.pop("action_config", None)
         for key in ("image_processor_type", "auto_map", "processor_class"):
             config.pop(key, None)
-        settings = {key: value for key, value in own.items() if key != "action_config"}
-        settings.update(overrides)
-        action_config = settings.pop("action_config", own.get("action_config"))
         # Older Qwen configs spell the pixel budget as min_pixels / max_pixels; like Qwen's own
         # constructor, those win over `size`.
         size = dict(config.get("size") or QWEN3_VL_IMAGE_SETTINGS["size"])
@@ -699,8 +696,7 @@ class XR0Processor:
             raise ValueError("state holds NaN or inf values")
         return s.contiguous()
 
-    def _prepare_images(self, images: list[list[Any]],
-                        resize: ImageResize) -> tuple[list[Image.Image], bool]:
+    def _prepare_images(self, images: list[list[Any]], resize: ImageResize) -> list[Image.Image]:
         flat = []
         for b, views in enumerate(images):
             for v, image in enumerate(views):
@@ -713,7 +709,7 @@ class XR0Processor:
                                      f"image_resize='none' both sides must be multiples of "
                                      f"{XR0_RESIZE_FACTOR}")
                 flat.append(pil)
-        return flat, resize == "release"
+        return flat
 
     def encode(self, prompts: Sequence[str], images: Sequence[Sequence[Any]], *,
                image_resize: ImageResize | None = None) -> dict[str, torch.Tensor]:
@@ -727,11 +723,13 @@ class XR0Processor:
             if ids.count(IMAGE_PAD_ID) != len(views):
                 raise ValueError(f"observation {b}: the prompt has {ids.count(IMAGE_PAD_ID)} image "
                                  f"placeholders (<|image_pad|>) but {len(views)} images were given")
-        flat, do_resize = self._prepare_images([list(v) for v in images], resize)
+        flat = self._prepare_images([list(v) for v in images], resize)
         out: dict[str, torch.Tensor] = {}
         counts: list[int] = []
         if flat:
-            vision = self.image_processor(images=flat, do_resize=do_resize, return_tensors="pt")
+            # Only "release" lets Qwen resize; "xr0" has resized already, "none" never resizes.
+            vision = self.image_processor(images=flat, do_resize=resize == "release",
+                                          return_tensors="pt")
             grid = vision["image_grid_thw"].long()  # (n_images, 3)
             counts = (grid.prod(-1) // self.image_processor.merge_size**2).tolist()
             out["pixel_values"] = vision["pixel_values"]  # (sum t*h*w, 3 * 2 * 16 * 16)

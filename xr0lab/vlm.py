@@ -6,6 +6,7 @@ Axes: B batch, L prompt length, K kv heads, h head dim, N patches.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 
@@ -53,11 +54,7 @@ class VLMContext:
             image_token_mask=None if self.image_token_mask is None else rep(self.image_token_mask))
 
     def replace(self, **changes) -> "VLMContext":
-        fields = dict(keys=self.keys, values=self.values, prompt_mask=self.prompt_mask,
-                      positions=self.positions, vlm_layers=self.vlm_layers,
-                      image_token_mask=self.image_token_mask)
-        fields.update(changes)
-        return VLMContext(**fields)
+        return dataclasses.replace(self, **changes)
 
 
 def build_vlm(config: VLMConfig, attn_implementation: str = "sdpa"):
