@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 import torch
 
 from xr0lab.flow import FlowTrace
-from xr0lab.masks import TokenLayout
+from xr0lab.hooks import EVALUATIONS_PER_STEP
+from xr0lab.masks import NUM_SPECIAL_TOKENS, TokenLayout
 from xr0lab.vlm import VLMContext
 
 PATTERN_NAME = re.compile(r"^dit\.layers\.(\d+)\.attn\.hook_pattern$")
@@ -129,7 +130,7 @@ def _query_rows(layout: TokenLayout, queries: Queries) -> slice:
     if queries == "all":
         return slice(0, layout.num_dit_tokens)
     if queries == "actions":
-        return slice(2, layout.num_dit_tokens)
+        return slice(NUM_SPECIAL_TOKENS, layout.num_dit_tokens)
     q = layout.query_segments()
     if queries not in q:
         raise ValueError(f"unknown query rows {queries!r}; expected one of "
@@ -323,7 +324,6 @@ def step_sweep(model: Any, context: VLMContext, state: torch.Tensor, action_mask
                **sample_kwargs: Any) -> list[dict[str, Any]]:
     """Distance of the chunk to a `reference_steps`-step reference for each (method, steps), all
     from the same noise. Records: {"method", "steps", "evaluations" (network calls), "l2"}."""
-    evals = {"euler": 1, "midpoint": 2, "heun": 2}
     with torch.no_grad():
         ref = model.sample(context, state, action_mask, noise=noise, num_steps=reference_steps,
                            method=reference_method, **sample_kwargs)
@@ -332,6 +332,6 @@ def step_sweep(model: Any, context: VLMContext, state: torch.Tensor, action_mask
             for n in steps:
                 acts = model.sample(context, state, action_mask, noise=noise, num_steps=n,
                                     method=method, **sample_kwargs)
-                out.append({"method": method, "steps": n, "evaluations": n * evals[method],
+                out.append({"method": method, "steps": n, "evaluations": n * EVALUATIONS_PER_STEP[method],
                             "l2": float(chunk_distance(acts, ref, action_mask).mean())})
     return out

@@ -335,7 +335,13 @@ class Shapes:
 # ~12-token instruction; so L = 3 * 80 + 64 = 304, the spec's "~300 prompt tokens".
 RELEASED = Workload(name="released", views=3, image_hw=(256, 320), text_tokens=64,
                     chunk_length=30, num_steps=5, dtype_bytes=2)
-WORKLOADS: dict[str, Workload] = {"released": RELEASED}
+
+
+def whole_tokens(config: XR0Config, height: int, width: int) -> tuple[int, int]:
+    """(height, width) snapped down to whole visual tokens (multiples of
+    `vlm.pixels_per_token`), at least one token each way: a valid `Workload.image_hw`."""
+    px = config.vlm.pixels_per_token
+    return max(px, height // px * px), max(px, width // px * px)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -755,11 +761,16 @@ def predict(config: XR0Config, workload: Workload, device: Device, *,
     return [predict_stage(st, device, fusion) for st in stage_costs(config, workload)]
 
 
+def stage_group(name: str) -> str:
+    """The stage's group for compact breakdowns: every "dit_step_k" is "dit", others themselves."""
+    return "dit" if name.startswith("dit_step_") else name
+
+
 def group_stages(predictions: Sequence[StagePrediction]) -> dict[str, float]:
     """Seconds per stage with the DiT steps summed into "dit" (for a compact breakdown)."""
     out: dict[str, float] = {}
     for p in predictions:
-        key = "dit" if p.name.startswith("dit_step_") else p.name
+        key = stage_group(p.name)
         out[key] = out.get(key, 0.0) + p.seconds
     return out
 
@@ -773,7 +784,7 @@ def format_breakdown(predictions: Sequence[StagePrediction], *,
         lines.append(f"{p.name:<12} {p.flops / 1e9:9.2f} {p.bytes / 1e6:9.1f} {p.launches:7d} "
                      f"{p.compute_s * 1e3:8.3f} {p.memory_s * 1e3:8.3f} {p.launch_s * 1e3:8.3f} "
                      f"{p.seconds * 1e3:8.3f}  {p.bound}")
-    total = sum(p.seconds for p in predictions)
+    total = total_seconds(predictions)
     lines.append(f"{'total':<12} {sum(p.flops for p in predictions) / 1e9:9.2f} "
                  f"{sum(p.bytes for p in predictions) / 1e6:9.1f} "
                  f"{sum(p.launches for p in predictions):7d} {'':>8} {'':>8} {'':>8} "
@@ -793,9 +804,8 @@ def speed_options(workload: Workload, config: XR0Config) -> dict[str, Workload]:
     truncated to fewer layers (the DiT keeps pairing the last ones), fewer views, lower
     resolution. Keys are labels for tables and plots."""
     s = workload.resolve(config)
-    px = config.vlm.pixels_per_token
     h, w = workload.image_hw
-    half = (max(px, h // 2 // px * px), max(px, w // 2 // px * px))
+    half = whole_tokens(config, h // 2, w // 2)
     out = {"baseline": workload}
     if s.num_steps > 1:
         out[f"steps {s.num_steps}->{max(1, s.num_steps // 2)}"] = replace(
@@ -860,7 +870,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("speed options (predicted ms, ratio): "
           + "; ".join(f"{label} {t * 1e3:.1f} ({r:.2f})" for label, t, r in rows))
     print("\nall devices (ms):", ", ".join(
-        f"{name} {sum(p.seconds for p in predict(cfg, RELEASED, d)) * 1e3:.1f}"
+        f"{name} {total_seconds(predict(cfg, RELEASED, d)) * 1e3:.1f}"
         for name, d in DEVICES.items()))
 
 

@@ -20,10 +20,6 @@ _COLORS = dict(zip(STAGE_GROUPS, ("#999999", "#4c72b0", "#dd8452", "#8172b3", "#
                                   "#c44e52")))
 
 
-def _group(name: str) -> str:
-    return "dit" if name.startswith("dit_step_") else name
-
-
 def plot_predicted_breakdown(config: XR0Config | None = None,
                              workload: costmodel.Workload = costmodel.RELEASED,
                              devices: Sequence[costmodel.Device] | None = None, *,
@@ -68,7 +64,7 @@ def plot_breakdown(record: dict, path: str | Path | None = None, prediction: str
     merged: dict[str, list[float]] = {}
     pred = record.get("predictions", {}).get(prediction, {})
     for name, st in record["stages"].items():
-        m = merged.setdefault(_group(name), [0.0, 0.0, 0.0])
+        m = merged.setdefault(costmodel.stage_group(name), [0.0, 0.0, 0.0])
         m[0] += st["p50"] * 1e3
         m[1] += st["p95"] * 1e3
         m[2] += pred.get(name, 0.0) * 1e3
@@ -119,16 +115,17 @@ def plot_reaction_floors(plan: Plan, path: str | Path | None = None, ax=None):
 
 
 def whatif(views: int = 3, height: int = 256, width: int = 320, steps: int = 5,
-           vlm_layers: int = 36,
+           vlm_layers: int | None = None,
            launch_us: float = 5.0, device: str = "rtx4090", fused: bool = False,
            config: XR0Config | None = None) -> dict[str, float]:
-    """Predicted ms per stage group for one what-if setting of the released configuration."""
+    """Predicted ms per stage group for one what-if setting of the released configuration.
+    `vlm_layers` defaults to the config's whole VLM."""
     config = config or preset("xr0")
     dev = dataclasses.replace(costmodel.get_device(device), launch_overhead_s=launch_us * 1e-6)
-    px = config.vlm.pixels_per_token
-    hw = (max(px, height // px * px), max(px, width // px * px))  # snap to whole tokens
+    hw = costmodel.whole_tokens(config, height, width)
+    layers = config.vlm.num_layers if vlm_layers is None else vlm_layers
     w = dataclasses.replace(costmodel.RELEASED, views=views, image_hw=hw,
-                            num_steps=steps, vlm_layers=max(vlm_layers, config.dit.num_layers))
+                            num_steps=steps, vlm_layers=max(layers, config.dit.num_layers))
     preds = costmodel.predict(config, w, dev, fusion="elementwise" if fused else "none")
     return {k: v * 1e3 for k, v in costmodel.group_stages(preds).items()}
 
@@ -157,7 +154,9 @@ def whatif_widget(config: XR0Config | None = None):
     return w.interactive(
         show, views=w.IntSlider(3, 1, 4), height=w.IntSlider(256, 32, 640, 32),
         width=w.IntSlider(320, 32, 640, 32),
-        steps=w.IntSlider(5, 1, 10), vlm_layers=w.IntSlider(36, config.dit.num_layers, 36),
+        steps=w.IntSlider(5, 1, 10),
+        vlm_layers=w.IntSlider(config.vlm.num_layers, config.dit.num_layers,
+                               config.vlm.num_layers),
         launch_us=w.FloatSlider(5.0, min=0.0, max=15.0, step=0.5),
         device=w.Dropdown(options=list(costmodel.DEVICES), value="rtx4090"),
         fused=w.Checkbox(False, description="fuse elementwise"))

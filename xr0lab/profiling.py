@@ -41,7 +41,6 @@ from xr0lab import costmodel
 from xr0lab.config import PRESETS, XR0Config, preset
 
 SCHEMA = "xr0lab.profile/1"
-PROFILE_PRESETS = PRESETS
 
 def profile_config(name: str, *, num_steps: int | None = None,
                    vlm_layers: int | None = None) -> XR0Config:
@@ -317,19 +316,17 @@ def profile(pipeline: Pipeline, *, repeats: int = 20, warmup: int = 2,
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    warm, runs, totals = [], [], []
+    warm, runs = [], []
     with StageTimer(pipeline.model, pipeline.device_type) as timer:
         for i in range(warmup + repeats):
             total = pipeline.timed_total(timer)
             stages = timer.stages()
             (warm if i < warmup else runs).append({"total_s": total, "stages": stages})
-            if i >= warmup:
-                totals.append(total)
-    names = list(runs[0]["stages"])
+    per_stage = {n: [r["stages"][n] for r in runs] for n in runs[0]["stages"]}
+    totals = [r["total_s"] for r in runs]
     out = {
         "warmup": warm,
-        "stages": {n: {"samples_s": [r["stages"][n] for r in runs],
-                       **percentiles([r["stages"][n] for r in runs])} for n in names},
+        "stages": {n: {"samples_s": xs, **percentiles(xs)} for n, xs in per_stage.items()},
         "total": {"samples_s": totals, **percentiles(totals)},
     }
     if trace_path is not None:
@@ -534,8 +531,7 @@ def speed_option_pipelines(config: XR0Config, base: Pipeline, *, device: str, dt
     import torch
 
     steps = base.num_steps
-    px = config.vlm.pixels_per_token
-    half_hw = (max(px, image_hw[0] // 2 // px * px), max(px, image_hw[1] // 2 // px * px))
+    half_hw = costmodel.whole_tokens(config, image_hw[0] // 2, image_hw[1] // 2)
     same = dict(device=device, dtype=dtype, views=views, image_hw=image_hw)
     out = {"baseline": (base, config)}
     if steps > 1:
@@ -587,7 +583,7 @@ def speed_options(config: XR0Config, base: Pipeline, *, device: str, dtype: str,
             # a compiled step is predicted as the DiT stages with their elementwise ops fused
             fused = "elementwise" if label == "compiled DiT step" else "none"
             pred = sum(costmodel.predict_stage(
-                st, probe, fused if st.name.startswith("dit_step_") else "none").seconds
+                st, probe, fused if costmodel.stage_group(st.name) == "dit" else "none").seconds
                 for st in costmodel.stage_costs(cfg, workload_of(p, cfg, dtype)))
             base_pred = base_pred or pred
         rows.append({"option": label, "p50_ms": measured[label]["p50_s"] * 1e3,
@@ -625,7 +621,7 @@ def _default_dtype(dtype):
 def profile_main(argv: Sequence[str] | None = None) -> dict:
     """`xr0lab profile`: time every stage, write the JSON record and a breakdown plot."""
     parser = argparse.ArgumentParser(prog="xr0lab profile", description=profile_main.__doc__)
-    parser.add_argument("--preset", default="tiny", choices=PROFILE_PRESETS)
+    parser.add_argument("--preset", default="tiny", choices=PRESETS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                         help="default: float32 on CPU, bfloat16 on GPU")
@@ -675,9 +671,10 @@ def profile_main(argv: Sequence[str] | None = None) -> dict:
 
     probes = [run_probe()]  # and one after the timed runs: machine load drifts on shared hosts
     slug = "cpu" if device_type == "cpu" else _slug(torch.cuda.get_device_name())
-    stem = f"profile_{args.preset}_{slug}{('_' + args.tag) if args.tag else ''}"
+    run_name = f"{args.preset}_{slug}{('_' + args.tag) if args.tag else ''}"
+    stem = f"profile_{run_name}"
     result = profile(pipeline, repeats=args.repeats, warmup=args.warmup,
-                     trace_path=out_dir / f"trace_{stem[8:]}.json" if args.trace else None)
+                     trace_path=out_dir / f"trace_{run_name}.json" if args.trace else None)
     settings = {"views": views, "image_hw": list(image_hw), "batch": args.batch,
                 "num_steps": pipeline.num_steps, "repeats": args.repeats,
                 "warmup": args.warmup, "compile": args.compile,

@@ -151,12 +151,13 @@ def plot_attention_mass(mass: AttentionMass, *, rows: str | Sequence[str] = "lay
         return fig
     if rows not in ("layer", "step", "head"):
         raise ValueError(f"rows must be 'layer', 'step' or 'head', got {rows!r}")
-    m = mass.mass if step is None else mass.mass[step:step + 1]
+    # mass.mass[step][None], not a [step:step + 1] slice: a negative step must not come out empty
+    m = mass.mass if step is None else mass.mass[step][None]
     keep = {"step": 0, "layer": 1, "head": 3}[rows]
     dims = tuple(d for d in range(4) if d != keep)
     table = m.mean(dim=dims).numpy()  # (rows, G)
     labels = {"layer": [f"layer {i}" for i in mass.layers],
-              "step": [f"step {k}" for k in range(m.shape[0])],
+              "step": [f"step {k}" for k in (range(m.shape[0]) if step is None else [step])],
               "head": [f"head {h}" for h in range(m.shape[3])]}[rows]
     fig, ax = _axes(ax, (6, 0.45 * len(labels) + 1.6))
     sns.heatmap(table, ax=ax, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1,
