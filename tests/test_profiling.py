@@ -86,3 +86,14 @@ def test_profile_presets():
     assert profile_config("tiny", num_steps=2).flow.num_steps == 2
     with pytest.raises(ValueError, match="available"):
         profile_config("huge")
+
+
+def test_dit_loop_comparison_in_the_record(pipeline):
+    from xr0lab import costmodel
+    from xr0lab.profiling import dit_loop_comparison
+
+    loop = dit_loop_comparison(pipeline, costmodel.get_device("rtx4090"), repeats=2)
+    assert loop["cuda_graph"] is False and loop["roofline_device"] == "rtx4090"
+    assert loop["static_p50_s"] > 0 and loop["roofline_s"] > 0
+    # the profile summary line reads the same fields
+    assert {"eager_p50_s", "static_over_eager", "static_over_roofline"} <= loop.keys()

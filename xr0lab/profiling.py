@@ -469,6 +469,13 @@ def summarize_record(record: dict, prediction: str = "probe") -> str:
                      f"({o['on_p50_s'] * 1e3:.2f} vs {o['off_p50_s'] * 1e3:.2f} ms); paired "
                      f"ratio p50 {o['paired_ratio_p50']:.4f}, IQR "
                      f"{o['paired_ratio_iqr'][0]:.4f}-{o['paired_ratio_iqr'][1]:.4f}")
+    loop = record.get("dit_loop")
+    if loop:
+        graph = "CUDA graph" if loop["cuda_graph"] else "static shapes, no graph (CPU)"
+        lines.append(f"DiT loop: eager {loop['eager_p50_s'] * 1e3:.2f} ms, {graph} "
+                     f"{loop['static_p50_s'] * 1e3:.2f} ms (x{loop['static_over_eager']:.2f}); "
+                     f"roofline on {loop['roofline_device']} {loop['roofline_s'] * 1e3:.3f} ms, "
+                     f"static / roofline = {loop['static_over_roofline']:.1f}")
     for row in record.get("speed_options", []):
         pred = "" if row["predicted_ratio"] is None else f", predicted {row['predicted_ratio']:.2f}"
         first = f", first call {row['first_call_s']:.1f} s" if row["first_call_s"] > 1 else ""
@@ -593,6 +600,23 @@ def speed_options(config: XR0Config, base: Pipeline, *, device: str, dtype: str,
     return rows
 
 
+def dit_loop_comparison(pipeline: Pipeline, device: costmodel.Device, *,
+                        repeats: int = 20) -> dict:
+    """The DiT loop alone: eager `sample` vs the static-shape loop (a CUDA graph on GPU), side by
+    side, with the loop's roofline bound on `device` (`xr0lab.static_loop.compare_dit_loop`)."""
+    import torch
+
+    from xr0lab.static_loop import compare_dit_loop
+
+    inputs = pipeline.preprocess()
+    prompt = {k: inputs[k] for k in ("input_ids", "attention_mask", "pixel_values",
+                                     "image_grid_thw")}
+    with torch.no_grad():
+        context = pipeline.model.prefill(**prompt)
+    return compare_dit_loop(pipeline.model, context, inputs["state"], inputs["action_mask"],
+                            device=device, repeats=repeats)
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
@@ -687,6 +711,7 @@ def profile_main(argv: Sequence[str] | None = None) -> dict:
     if args.overhead:
         record["timer_overhead"] = timer_overhead(pipeline)
     if args.speed_options:
+        record["dit_loop"] = dit_loop_comparison(pipeline, probe, repeats=args.repeats)
         record["speed_options"] = speed_options(config, pipeline, device=args.device,
                                                 dtype=dtype, views=views, image_hw=image_hw,
                                                 probe=probe, compile_step=True)
