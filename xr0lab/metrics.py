@@ -65,8 +65,10 @@ def boundary_discontinuity_ratio(actions: Any, seams: Any) -> float:
     inf when the actions never move except at seams.
     """
     a = _actions(actions)
-    m = _seams(seams, a)
-    d = step_norms(a)
+    return _ratio(step_norms(a), _seams(seams, a))
+
+
+def _ratio(d: np.ndarray, m: np.ndarray) -> float:
     if not m.any() or m.all():
         return float("nan")
     at, elsewhere = d[m].mean(), d[~m].mean()
@@ -87,8 +89,10 @@ def jerk(actions: Any) -> float:
 def max_seam_jump(actions: Any, seams: Any) -> float:
     """max |Δa| over seams (0 when there is no seam)."""
     a = _actions(actions)
-    m = _seams(seams, a)
-    d = step_norms(a)
+    return _max_jump(step_norms(a), _seams(seams, a))
+
+
+def _max_jump(d: np.ndarray, m: np.ndarray) -> float:
     return float(d[m].max()) if m.any() else 0.0
 
 
@@ -104,10 +108,9 @@ class Smoothness:
 
 
 def smoothness(actions: Any, seams: Any) -> Smoothness:
-    """The metrics above in one record."""
+    """The metrics above in one record (seams validated and |Δa| computed once)."""
     a = _actions(actions)
-    d = step_norms(a)
-    return Smoothness(boundary_ratio=boundary_discontinuity_ratio(a, seams), jerk=jerk(a),
-                      max_seam_jump=max_seam_jump(a, seams),
+    m, d = _seams(seams, a), step_norms(a)
+    return Smoothness(boundary_ratio=_ratio(d, m), jerk=jerk(a), max_seam_jump=_max_jump(d, m),
                       mean_step=float(d.mean()) if d.size else float("nan"),
-                      n_seams=int(_seams(seams, a).sum()))
+                      n_seams=int(m.sum()))

@@ -25,9 +25,9 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from xr0lab.bench.expert import (ExpertConfig, expert_continuation, rollout_expert)
-from xr0lab.bench.world import (INSTRUCTIONS, INSTRUCTION_LENGTH, Episodes, Wall, WorldConfig,
-                                render, tokenize, _check_scenario)
+from xr0lab.bench.expert import ExpertConfig, expert_continuation, rollout_expert
+from xr0lab.bench.world import (Episodes, Wall, WorldConfig, _check_scenario, instruction_tokens,
+                                render)
 
 Split = Literal["train", "validation", "test"]
 SPLIT_BASE: dict[str, int] = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
@@ -86,8 +86,7 @@ class ExpertDataset:
         return {
             "image": self.images(index, size, dtype),
             "state": self.position[index],
-            "tokens": np.broadcast_to(tokenize(INSTRUCTIONS[self.scenario]),
-                                      (len(index), INSTRUCTION_LENGTH)).copy(),
+            "tokens": instruction_tokens(self.scenario, len(index)),
             "actions": self.chunk[index],
             "valid": self.valid[index],
         }

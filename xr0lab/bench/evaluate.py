@@ -20,6 +20,7 @@ last, truncated episode of each slot).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +29,20 @@ import numpy as np
 import torch
 
 from xr0lab.bench import metrics as bm
-from xr0lab.bench.data import TEST_SEEDS, conflict_cases
+from xr0lab.bench.data import TEST_SEEDS, ConflictCases, conflict_cases
+from xr0lab.bench.expert import ExpertConfig, expert_continuation, rollout_expert
 from xr0lab.bench.models import Arm, Tier0Policy, action_mask, normalise_actions, normalise_state
-from xr0lab.bench.world import (DEFAULT_KAPPA, INSTRUCTION_LENGTH, INSTRUCTIONS, DynReach,
-                                WorldConfig, render, tokenize)
+from xr0lab.bench.world import (DEFAULT_KAPPA, DynReach, WorldConfig, instruction_tokens,
+                                render)
 from xr0lab.metrics import jerk as jerk_metric
 from xr0lab.metrics import smoothness
-from xr0lab.runtime import ChunkExecutor, ExecutorConfig, SampledDelay
+from xr0lab.runtime import ChunkExecutor, ExecutorConfig, SampledDelay, guidance_weights
 
 NOISE_SALT = 0x0F10_3A11
 CHUNK, HORIZON = 16, 8
+# Cycle index of the flow noise used by the mechanism tests (conflict test, C(k), attention):
+# far past any executor cycle, so it never coincides with the noise of an evaluated chunk.
+MECHANISM_NOISE_CYCLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -96,12 +101,10 @@ class ArmPolicy:
 
 
 def executor_config(arm: Arm, delay: int, jitter: bool = False) -> ExecutorConfig:
-    """The arm's executor timing at nominal delay d (p covers d + 1 under jitter)."""
-    mode = arm.runtime
-    if mode == "prefix":
-        p = arm.prefix_length(delay + (1 if jitter else 0), HORIZON, CHUNK)
-        return ExecutorConfig(CHUNK, HORIZON, delay=delay, prefix_length=p, mode="prefix")
-    return ExecutorConfig(CHUNK, HORIZON, delay=delay, prefix_length=0, mode=mode)
+    """The arm's executor timing at nominal delay d (p covers d + 1 under jitter; 0 for
+    no-prefix arms, see `Arm.prefix_length`)."""
+    p = arm.prefix_length(delay + (1 if jitter else 0), HORIZON, CHUNK)
+    return ExecutorConfig(CHUNK, HORIZON, delay=delay, prefix_length=p, mode=arm.runtime)
 
 
 def run_condition(model: Tier0Policy, arm: Arm, settings: EvalSettings, delay: int, *,
@@ -139,11 +142,11 @@ def run_condition(model: Tier0Policy, arm: Arm, settings: EvalSettings, delay: i
         "jerk": np.array([jerk_metric(a[None]) for a in actions]),
         "duration_plain": _durations(plain),
     }
-    for k, env in zip(settings.kappa_scales, cups):
-        tag = _kappa_tag(k)
+    tags = [_kappa_tag(k) for k in settings.kappa_scales]
+    for tag, env in zip(tags, cups):
         out[f"success_{tag}"] = env.success.astype(np.float64)
         out[f"ttr_{tag}"] = bm.time_to_reach(env.success_tick, ep.t_perturb)
-        out[f"spill_{tag}"] = bm.spill(actions, k * DEFAULT_KAPPA)
+        out[f"spill_{tag}"] = bm.spill(actions, env.config.kappa)
         out[f"duration_{tag}"] = _durations(env)
     sm = smoothness(actions, tl.seams())
     counts = tl.counts()
@@ -154,10 +157,9 @@ def run_condition(model: Tier0Policy, arm: Arm, settings: EvalSettings, delay: i
             counts["overrun_cycles"], "cycles": len(tl.chunks),
         "batch_seconds_per_cycle": float(np.mean(policy.seconds)),
         "throughput_plain": bm.throughput(out["success_plain"], int(out["duration_plain"].sum())),
-        **{f"throughput_{_kappa_tag(k)}": bm.throughput(out[f"success_{_kappa_tag(k)}"],
-                                                        int(out[f"duration_{_kappa_tag(k)}"]
-                                                            .sum()))
-           for k in settings.kappa_scales},
+        **{f"throughput_{tag}": bm.throughput(out[f"success_{tag}"],
+                                              int(out[f"duration_{tag}"].sum()))
+           for tag in tags},
     }
     out["noise_keys"] = policy.noise_keys
     out["example"] = {"seeds": seeds[:settings.keep_example],
@@ -183,10 +185,8 @@ def _durations(env: DynReach) -> np.ndarray:
 
 
 def _obs(images: np.ndarray, state: np.ndarray, scenario: str) -> dict:
-    n = len(images)
     return {"image": images, "state": state.astype(np.float32),
-            "tokens": np.broadcast_to(tokenize(INSTRUCTIONS[scenario]),
-                                      (n, INSTRUCTION_LENGTH)).copy()}
+            "tokens": instruction_tokens(scenario, len(images))}
 
 
 MOVING_CONFLICT_TICK = 8
@@ -201,11 +201,6 @@ def moving_conflict_cases(seeds, tick: int = MOVING_CONFLICT_TICK, horizon: int 
     target had jumped at that tick: the stale plan keeps moving toward the old goal, the image
     shows the new one. Returns (ConflictCases, episodes rendering the old goal).
     """
-    import dataclasses as dc
-
-    from xr0lab.bench.data import ConflictCases
-    from xr0lab.bench.expert import ExpertConfig, expert_continuation, rollout_expert
-
     expert = ExpertConfig()
     r = rollout_expert(WorldConfig("S1"), seeds, expert, noise=False)
     ep = r.episodes
@@ -215,8 +210,8 @@ def moving_conflict_cases(seeds, tick: int = MOVING_CONFLICT_TICK, horizon: int 
     fresh, _ = expert_continuation(pos, prev, ep.new_goal, horizon, expert, None, r.draws.side)
 
     def showing(goal):
-        return dc.replace(ep, goal_traj=np.broadcast_to(goal[:, None], ep.goal_traj.shape).copy(),
-                          t_perturb=t, success_from=t)
+        goal_traj = np.broadcast_to(goal[:, None], ep.goal_traj.shape).copy()
+        return dataclasses.replace(ep, goal_traj=goal_traj, t_perturb=t, success_from=t)
 
     return (ConflictCases(showing(ep.new_goal), t, pos, prev, ep.old_goal, ep.new_goal, stale,
                           fresh), showing(ep.old_goal))
@@ -242,8 +237,7 @@ def conflict_test(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
         old_img = render(cases.episodes, cases.tick - 1, cases.position, size)
     p = settings.conflict_prefix
     new_img = render(cases.episodes, cases.tick, cases.position, size)
-    noise = cycle_noise(cases.episodes.seeds, 10_000)
-    from xr0lab.runtime import guidance_weights
+    noise = cycle_noise(cases.episodes.seeds, MECHANISM_NOISE_CYCLE)
 
     def predict(img, prefix_chunk):
         obs = _obs(img, cases.position, "S1")
@@ -282,7 +276,7 @@ def attention_mass(model: Tier0Policy, arm: Arm, settings: EvalSettings) -> dict
     p = settings.conflict_prefix
     obs = _obs(render(cases.episodes, cases.tick, cases.position, size), cases.position, "S1")
     ctx = model.context(obs)
-    noise = cycle_noise(cases.episodes.seeds, 10_000)
+    noise = cycle_noise(cases.episodes.seeds, MECHANISM_NOISE_CYCLE)
     A = model.cfg.padded_dim
     pre = normalise_actions(cases.stale_chunk[:, :p], A)
     noise = torch.cat([noise, noise.new_zeros(*noise.shape[:-1], A - 2)], -1)
@@ -304,8 +298,6 @@ def attention_mass(model: Tier0Policy, arm: Arm, settings: EvalSettings) -> dict
 def cost(model: Tier0Policy, arm: Arm, repeats: int = 5) -> dict:
     """Denoising FLOPs and wall time of one chunk (batch 1) under the arm's runtime."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    from xr0lab.runtime import guidance_weights
 
     cases = conflict_cases("S1", TEST_SEEDS[:1])
     obs = _obs(render(cases.episodes, cases.tick, cases.position, model.cfg.image_size),

@@ -24,14 +24,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xr0lab.bench.world import (DynReach, Episodes, Wall, WorldConfig, advance, clip_norm,
-                                episode_rng, wall_frame, WALL_HALF_LENGTH,
-                                WALL_HALF_THICKNESS)
+from xr0lab.bench.world import (SCENARIOS, V_MAX, WALL_HALF_LENGTH, WALL_HALF_THICKNESS,
+                                DynReach, Episodes, Wall, WorldConfig, advance, clip_norm,
+                                episode_rng, wall_frame)
+
+# Reaction criterion, shared by the reaction-time metric (`xr0lab.bench.metrics`) and the
+# expert's turning time inside the latency floor, so RT and F always use the same test.
+REACTION_COS = 0.7
+# A command slower than 10% of v_max has no meaningful direction (an agent parked on the old
+# goal commands ~0 toward it); such ticks never count as a reaction.
+REACTION_MIN_SPEED = 0.003
 
 
 @dataclass(frozen=True)
 class ExpertConfig:
-    v_max: float = 0.03
+    v_max: float = V_MAX
     a_max: float = 0.006          # per axis, per tick
     slow_radius: float = 0.1
     detour_clearance: float = 0.08  # waypoint distance beyond a wall end
@@ -190,14 +197,15 @@ def expert_continuation(pos: np.ndarray, prev: np.ndarray, goal: np.ndarray, hor
     return acts, poss
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """cos of the angle between vectors on the last axis (0 where either is ~0)."""
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1),
                                         1e-12)
 
 
 def turning_time(episodes: Episodes, ticks: np.ndarray, pos: np.ndarray, prev: np.ndarray,
                  cfg: ExpertConfig = ExpertConfig(), side: np.ndarray | None = None,
-                 cos_threshold: float = 0.7, min_speed: float = 0.003,
+                 cos_threshold: float = REACTION_COS, min_speed: float = REACTION_MIN_SPEED,
                  max_ticks: int = 60) -> np.ndarray:
     """Ticks (N,) the expert needs, from state (pos, prev) at per-episode `ticks`, before its
     command points within `cos_threshold` of a reaction goal (`Episodes.reaction_goals`); 0 if
@@ -208,7 +216,7 @@ def turning_time(episodes: Episodes, ticks: np.ndarray, pos: np.ndarray, prev: n
     out = np.full(episodes.n, max_ticks, np.int64)
     for k in range(max_ticks):
         a = expert_command(pos, prev, episodes.goal_at(ticks), cfg, episodes.wall(ticks), side)
-        ok = (_cos(a[:, None], goals - pos[:, None]).max(-1) >= cos_threshold) & \
+        ok = (cosine(a[:, None], goals - pos[:, None]).max(-1) >= cos_threshold) & \
             (np.linalg.norm(a, axis=-1) >= min_speed)
         out = np.where(ok & (out == max_ticks), k, out)
         if (out < max_ticks).all():
@@ -223,7 +231,6 @@ def measure_kappa(seeds=range(256), cfg: ExpertConfig = ExpertConfig(),
 
     Returns {"kappa": ..., "max_delta": ..., "<scenario>": per-scenario max |Δa|}.
     """
-    from xr0lab.bench.world import SCENARIOS
     out: dict[str, float] = {}
     for scenario in SCENARIOS:
         r = rollout_expert(WorldConfig(scenario=scenario), list(seeds), cfg, noise=False)
@@ -234,6 +241,6 @@ def measure_kappa(seeds=range(256), cfg: ExpertConfig = ExpertConfig(),
     return out
 
 
-__all__ = ["ExpertConfig", "ExpertDraws", "ExpertRollout", "aim_point", "detour_waypoints",
-           "expert_command", "expert_continuation", "expert_draws", "measure_kappa",
+__all__ = ["REACTION_COS", "REACTION_MIN_SPEED", "ExpertConfig", "ExpertDraws", "ExpertRollout",
+           "aim_point", "cosine", "detour_waypoints", "expert_command", "expert_continuation", "expert_draws", "measure_kappa",
            "rollout_expert", "segment_hits_wall", "turning_time"]

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from xr0lab.bench.expert import ExpertConfig, turning_time
+from xr0lab.bench.expert import (REACTION_COS, REACTION_MIN_SPEED, ExpertConfig, cosine,
+                                 turning_time)
 from xr0lab.bench.world import Episodes, spill_increment
-
-REACTION_COS = 0.7
-# A command slower than 10% of v_max has no meaningful direction (an agent parked on the old
-# goal commands ~0 toward it); such ticks never count as a reaction.
-REACTION_MIN_SPEED = 0.003
 
 
 def _as(x, ndim: int, name: str, last: int | None = None) -> np.ndarray:
@@ -61,9 +57,7 @@ def restricted_mean_time_to_reach(success_tick, t_perturb, horizon: int = 60) ->
 def _cos_to_goals(actions: np.ndarray, positions: np.ndarray, goals: np.ndarray) -> np.ndarray:
     """Max over K goals of cos(a_t, g - x_t): (N, T)."""
     to_goal = goals[:, None, :, :] - positions[:, :, None, :]           # (N, T, K, 2)
-    dot = (actions[:, :, None, :] * to_goal).sum(-1)
-    norm = np.linalg.norm(actions, axis=-1)[..., None] * np.linalg.norm(to_goal, axis=-1)
-    return (dot / np.maximum(norm, 1e-12)).max(-1)
+    return cosine(actions[:, :, None, :], to_goal).max(-1)
 
 
 def reaction_time(actions, positions, goals, t_perturb, cos_threshold: float = REACTION_COS,
@@ -171,12 +165,7 @@ def conflict_scores(actions, positions, old_goal, new_goal, late_from: int = 8) 
     x = positions[:, late_from:]
     d_new = np.asarray(new_goal, np.float64)[:, None] - x
     d_old = np.asarray(old_goal, np.float64)[:, None] - x
-
-    def cos(u, v):
-        return (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) *
-                                            np.linalg.norm(v, axis=-1), 1e-12)
-
-    c_new, c_old, c_goals = cos(a, d_new), cos(a, d_old), cos(d_new, d_old)
+    c_new, c_old, c_goals = cosine(a, d_new), cosine(a, d_old), cosine(d_new, d_old)
     return {"obs_following_index": float((c_new - c_old).sum() / (1.0 - c_goals).sum()),
             "copy_fraction": float((c_old > c_new).mean()),
             "cos_new": c_new.mean(0), "cos_old": c_old.mean(0)}

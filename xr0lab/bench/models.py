@@ -20,19 +20,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from xr0lab.bench.world import INSTRUCTION_LENGTH, V_MAX, VOCAB
+from xr0lab.bench.world import INSTRUCTION_LENGTH, INSTRUCTIONS, V_MAX, VOCAB
 from xr0lab.config import (ActionConfig, ActionAttention, DiTConfig, FlowConfig, ModeConfig,
                            PrefixSchedule, TrainConfig, VLMConfig, XR0Config)
 from xr0lab.dit import RMSNorm
+from xr0lab.runtime.timing import ExecutionMode as Runtime   # an arm's runtime = executor mode
 from xr0lab.vlm import VLMContext
-
-Runtime = Literal["sync", "naive", "guided", "prefix"]
 
 # ------------------------------------------------------------------------------------ arms
 
@@ -422,8 +421,6 @@ class Tier1Policy:
         self.image_size = image_size
 
     def inputs(self, obs: dict) -> dict:
-        from xr0lab.bench.world import INSTRUCTIONS, VOCAB as V
-
         img = np.asarray(obs["image"])
         rep = max(1, self.image_size // img.shape[1])
         img = img.repeat(rep, axis=1).repeat(rep, axis=2)
@@ -431,7 +428,7 @@ class Tier1Policy:
         A = self.model.config.action.action_dim
         state = np.zeros((B, 1, A), np.float32)
         state[:, 0, :2] = 2 * np.asarray(obs["state"], np.float32) - 1
-        words = [" ".join(V[i] for i in row if i) for row in np.asarray(obs["tokens"])]
+        words = [" ".join(VOCAB[i] for i in row if i) for row in np.asarray(obs["tokens"])]
         out = self.processor(images=[[im] for im in img], instruction=words or
                              [INSTRUCTIONS["S1"]] * B, state=state, robot_type=self.robot,
                              prompt_style="release-1view")

@@ -112,16 +112,15 @@ def _check_config(run_dir: Path, config: SweepConfig, on_mismatch: str = "error"
     if path.exists():
         theirs = json.loads(path.read_text())
         keep = {k: v for k, v in mine.items() if k not in ("arms", "seeds")}
-        if {k: v for k, v in theirs.items() if k not in ("arms", "seeds")} != keep \
-                and on_mismatch == "replace":
+        if {k: v for k, v in theirs.items() if k not in ("arms", "seeds")} != keep:
+            if on_mismatch != "replace":
+                raise ValueError(f"{path} holds a different sweep configuration; use another "
+                                 f"--run-dir or delete it (differences in: "
+                                 f"{[k for k in keep if keep[k] != theirs.get(k)]})")
             import shutil
 
             shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True)
-        elif {k: v for k, v in theirs.items() if k not in ("arms", "seeds")} != keep:
-            raise ValueError(f"{path} holds a different sweep configuration; use another "
-                             f"--run-dir or delete it (differences in: "
-                             f"{[k for k in keep if keep[k] != theirs.get(k)]})")
     write_json(mine, path)
 
 
@@ -149,12 +148,17 @@ def _cell_unit(run_dir: str, arm_id: str, seed: int, config: SweepConfig, thread
                   eval_seconds=time.perf_counter() - t0 - t_train,
                   stage_b_final_loss=float(np.mean(ck["losses"][-50:])) if ck["losses"] else None,
                   stage_b_wall_s=ck["wall_s"])
+    _write_cell(path, result)
+    return {"arm": arm_id, "seed": seed, "seconds": time.perf_counter() - t0, "skipped": False}
+
+
+def _write_cell(path: Path, cell: dict) -> None:
+    """Pickle one cell atomically (a killed worker never leaves a half-written cell)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
-        pickle.dump(result, f)
+        pickle.dump(cell, f)
     os.replace(tmp, path)
-    return {"arm": arm_id, "seed": seed, "seconds": time.perf_counter() - t0, "skipped": False}
 
 
 def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers: int = 1,
@@ -405,11 +409,7 @@ def backfill_moving_conflict(run_dir: Path | str, config: SweepConfig) -> int:
             continue
         model, _ = load_policy(run_dir, s, get_arm(a), config.model, config.train.freq_coef)
         cell["conflict_moving"] = conflict_test(model, get_arm(a), config.eval, moving=True)
-        path = cell_path(run_dir, a, s)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(cell, f)
-        os.replace(tmp, path)
+        _write_cell(cell_path(run_dir, a, s), cell)
         n += 1
     return n
 

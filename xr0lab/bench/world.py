@@ -97,6 +97,11 @@ def tokenize(text: str, length: int = INSTRUCTION_LENGTH) -> np.ndarray:
     return ids
 
 
+def instruction_tokens(scenario: str, n: int) -> np.ndarray:
+    """(n, INSTRUCTION_LENGTH) int64: the scenario's constant instruction, one row per episode."""
+    return np.broadcast_to(tokenize(INSTRUCTIONS[scenario]), (n, INSTRUCTION_LENGTH)).copy()
+
+
 def clip_norm(actions: np.ndarray, v_max: float = V_MAX) -> np.ndarray:
     """Scale each 2-D command down to norm <= v_max, keeping its direction.
 
@@ -537,8 +542,7 @@ class DynReach:
             "image": render(self.episodes, self.tick, self.pos, size or cfg.image_size,
                             cfg.image_dtype),
             "state": self.pos.astype(np.float32),
-            "tokens": np.broadcast_to(tokenize(INSTRUCTIONS[cfg.scenario]),
-                                      (n, INSTRUCTION_LENGTH)).copy(),
+            "tokens": instruction_tokens(cfg.scenario, n),
             "tick": self.tick.copy(),
         }
         if cfg.observe_velocity:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol, Union
+from typing import Any, Callable, Literal, Protocol, Union, get_args
 
 import numpy as np
 import torch
@@ -44,10 +44,9 @@ OverrunPolicy = Literal["extend", "hold"]
 HoldAction = Literal["zero", "repeat"]
 TickKind = Literal["fresh", "prefix", "committed", "bridge", "extend", "hold", "fallback_hold",
                    "starved"]
-TICK_KINDS: tuple[str, ...] = ("fresh", "prefix", "committed", "bridge", "extend", "hold",
-                               "fallback_hold", "starved")
+TICK_KINDS: tuple[str, ...] = get_args(TickKind)
 HOLD_KINDS = frozenset({"hold", "fallback_hold", "starved"})
-_MODES = ("sync", "naive", "prefix", "guided")
+_MODES: tuple[str, ...] = get_args(ExecutionMode)
 
 
 @dataclass(frozen=True)
@@ -70,10 +69,10 @@ class ExecutorConfig:
                 raise ConfigError(f"ExecutorConfig.{name} must be an int, got {v!r}")
         if self.mode not in _MODES:
             raise ConfigError(f"ExecutorConfig.mode must be one of {_MODES}, got {self.mode!r}")
-        if self.overrun not in ("extend", "hold"):
+        if self.overrun not in get_args(OverrunPolicy):
             raise ConfigError(f"ExecutorConfig.overrun must be 'extend' or 'hold', got "
                               f"{self.overrun!r}")
-        if self.hold_action not in ("zero", "repeat"):
+        if self.hold_action not in get_args(HoldAction):
             raise ConfigError(f"ExecutorConfig.hold_action must be 'zero' or 'repeat', got "
                               f"{self.hold_action!r}")
         if H < 1 or not 1 <= s <= H:
