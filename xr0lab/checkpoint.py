@@ -251,11 +251,9 @@ def config_to_dict(config: XR0Config, *, torch_dtype: torch.dtype | None = None)
 
 
 def _resolve_mode(mode: Mode | ModeConfig | None, saved: Mapping[str, Any] | None) -> ModeConfig:
-    if isinstance(mode, ModeConfig):
-        return mode
     if mode is not None:
         try:
-            return ModeConfig.for_mode(mode)
+            return ModeConfig.coerce(mode)
         except ConfigError as err:
             raise CheckpointError(str(err)) from err
     if saved:  # written by xr0lab's save_pretrained

@@ -208,6 +208,11 @@ class ModeConfig:
         return self.mode == "xr0-async"
 
     @classmethod
+    def coerce(cls, mode: "Mode | ModeConfig") -> "ModeConfig":
+        """A ModeConfig as given, or a mode name with that mode's defaults."""
+        return mode if isinstance(mode, ModeConfig) else cls.for_mode(mode)
+
+    @classmethod
     def for_mode(cls, mode: Mode, *, action_attention: ActionAttention | None = None,
                  window: int | None = None, rope_offset: int | None = None,
                  prefix_hiding: bool | None = None) -> "ModeConfig":

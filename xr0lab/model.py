@@ -75,11 +75,7 @@ class XR0Model(FlowActionExpert):
                                prompt_mask=self.hook_prompt_mask(context.prompt_mask))
 
     def resolve_mode(self, mode: Mode | ModeConfig | None) -> ModeConfig:
-        if mode is None:
-            return self.config.mode
-        if isinstance(mode, ModeConfig):
-            return mode
-        return ModeConfig.for_mode(mode)
+        return self.config.mode if mode is None else ModeConfig.coerce(mode)
 
     def make_noise(self, shape: tuple[int, ...], seed: int | None) -> torch.Tensor:
         """Release seeding: seed the global RNG, draw, restore it — the caller's RNG is untouched."""
