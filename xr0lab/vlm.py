@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from functools import lru_cache
 from dataclasses import dataclass
 
 import torch
@@ -87,16 +88,20 @@ def mm_token_type_ids(input_ids: torch.Tensor) -> torch.Tensor:
     return types
 
 
+@lru_cache(maxsize=None)
 def _accepts(fn, name: str) -> bool:
+    """Whether a library function takes `name` (4.57 vs 5.x); cached per function object."""
     return name in inspect.signature(fn).parameters
 
 
 def prompt_positions(vlm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     image_grid_thw: torch.Tensor | None) -> torch.Tensor:
+                     image_grid_thw: torch.Tensor | None,
+                     token_types: torch.Tensor | None = None) -> torch.Tensor:
     """(3, B, L) M-RoPE ids from the library's get_rope_index (works on 4.57 and 5.x)."""
     kwargs = dict(image_grid_thw=image_grid_thw, attention_mask=attention_mask)
-    if _accepts(vlm.model.get_rope_index, "mm_token_type_ids"):
-        kwargs["mm_token_type_ids"] = mm_token_type_ids(input_ids)
+    if _accepts(type(vlm.model).get_rope_index, "mm_token_type_ids"):
+        kwargs["mm_token_type_ids"] = (mm_token_type_ids(input_ids) if token_types is None
+                                       else token_types)
     positions, _ = vlm.model.get_rope_index(input_ids, **kwargs)
     return positions
 
@@ -109,11 +114,12 @@ def prefill(vlm, paired_layers: tuple[int, ...], *, input_ids: torch.Tensor,
     Positions are computed here and passed in, so the library's mutable `rope_deltas` state is not
     relied on. The language-model head is skipped: the DiT needs the cache, not logits.
     """
-    positions = prompt_positions(vlm, input_ids, attention_mask, image_grid_thw)
+    token_types = mm_token_type_ids(input_ids)  # computed once for both library calls
+    positions = prompt_positions(vlm, input_ids, attention_mask, image_grid_thw, token_types)
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
                   image_grid_thw=image_grid_thw, position_ids=positions, use_cache=True)
-    if _accepts(vlm.model.forward, "mm_token_type_ids"):
-        kwargs["mm_token_type_ids"] = mm_token_type_ids(input_ids)
+    if _accepts(type(vlm.model).forward, "mm_token_type_ids"):
+        kwargs["mm_token_type_ids"] = token_types
     out = vlm.model(**kwargs)
     cache = out.past_key_values
     keys = tuple(cache.layers[j].keys for j in paired_layers)
