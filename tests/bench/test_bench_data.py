@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from xr0lab.bench.data import (TEST_SEEDS, conflict_cases, generate, prefix_predictability,
-                               split_seeds)
+from xr0lab.bench.data import (TEST_SEEDS, ScenarioMix, conflict_cases, generate, generate_mix,
+                               prefix_predictability, split_seeds)
 from xr0lab.bench.expert import rollout_expert
 from xr0lab.bench.world import WorldConfig
 
@@ -42,6 +42,33 @@ def test_loader_batches():
     assert b["tokens"].shape == (64, 8) and b["state"].shape == (64, 2)
     again = next(ds.batches(64, seed=3, size=32))
     np.testing.assert_array_equal(again["image"], b["image"])
+
+
+def test_scenario_mix_is_its_parts_in_order():
+    seeds = split_seeds("train", 2)
+    s1, s3 = generate("S1", seeds), generate("S3", seeds)
+    mix = generate_mix(("S1", "S3"), seeds)
+    assert isinstance(mix, ScenarioMix) and mix.scenario == "S1+S3"
+    assert len(mix) == len(s1) + len(s3) == 480
+    np.testing.assert_array_equal(mix.chunk, np.concatenate([s1.chunk, s3.chunk]))
+    np.testing.assert_array_equal(mix.goal[240:], s3.goal)
+    # Mixed indices, out of order: each row comes from its own part with its own instruction.
+    idx = np.array([300, 5, 479, 0, 239, 240])
+    part, local = mix.locate(idx)
+    np.testing.assert_array_equal(part, [1, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(local, [60, 5, 239, 0, 239, 0])
+    b = mix.batch(idx, size=32)
+    one = s3.batch(np.array([60]), size=32)
+    np.testing.assert_array_equal(b["image"][0], one["image"][0])
+    np.testing.assert_array_equal(b["actions"][1], s1.chunk[5])
+    np.testing.assert_array_equal(b["tokens"][0], one["tokens"][0])
+    assert not np.array_equal(b["tokens"][0], b["tokens"][1])    # S3 vs S1 instruction
+    # One scenario is the plain dataset.
+    assert not isinstance(generate_mix(("S2",), seeds), ScenarioMix)
+    with pytest.raises(IndexError, match="out of range"):
+        mix.locate([480])
+    with pytest.raises(ValueError, match="repeat"):
+        ScenarioMix([s1, s1])
 
 
 def test_prefix_predictability_known_cases():

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from xr0lab.bench.evaluate import EvalSettings, cycle_noise, evaluate_arm, executor_config
+from xr0lab.bench.evaluate import (EvalSettings, cycle_noise, evaluate_arm, executor_config,
+                                   noise_digest, reaction_lag)
 from xr0lab.bench.models import ARMS, Tier0Config, get_arm, linear_probe
-from xr0lab.bench.sweep import SweepConfig, cell_path, run_sweep
+from xr0lab.bench.sweep import SweepConfig, _crn_check, cell_path, load_cells, run_sweep
 from xr0lab.bench.train import (TrainSettings, load_policy, set_threads, train_stage_a,
                                 train_stage_b)
 
@@ -147,18 +148,78 @@ def test_sweep_resumes_and_merges_cells(tmp_path):
 
 
 def test_common_random_numbers(tmp_path):
-    res = run_sweep(_sweep(tmp_path, ("A1", "A5")), run_dir=tmp_path, progress=False)
-    assert res["common_random_numbers"] == {"same_episode_seeds": True, "same_noise_keys": True}
-    import pickle
-
-    cells = [pickle.load(open(cell_path(tmp_path, a, 0), "rb")) for a in ("A1", "A5")]
-    c1, c5 = (c["conditions"]["S1|d=4"] for c in cells)
+    cfg = _sweep(tmp_path, ("A1", "A5"))
+    res = run_sweep(cfg, run_dir=tmp_path, progress=False)
+    assert res["common_random_numbers"] == {"same_episode_seeds": True, "same_noise": True,
+                                            "noise_compared_by": ["digests"]}
+    cells = load_cells(tmp_path, cfg)
+    c1, c5 = (cells[(a, 0)]["conditions"]["S1|d=4"] for a in ("A1", "A5"))
     np.testing.assert_array_equal(c1["episode_seeds"], c5["episode_seeds"])
     assert c1["noise_keys"] == c5["noise_keys"]
+    assert c1["noise_digests"] == c5["noise_digests"] and len(set(c1["noise_digests"])) > 1
+    # The check compares the noise actually drawn: one altered draw is caught.
+    c5["noise_digests"][1] = noise_digest(cycle_noise(c5["episode_seeds"], 99))
+    assert _crn_check(cells, ["A1", "A5"], cfg)["same_noise"] is False
+    # Cells without digests fall back to the keys that name the draws.
+    for c in cells.values():
+        for cond in c["conditions"].values():
+            del cond["noise_digests"]
+    assert _crn_check(cells, ["A1", "A5"], cfg) == {
+        "same_episode_seeds": True, "same_noise": True, "noise_compared_by": ["keys"]}
     # Counter-based: the noise of (episode, cycle) does not depend on the batch it is drawn in.
     seeds = np.array([7, 11, 13])
     torch.testing.assert_close(cycle_noise(seeds, 3)[1:], cycle_noise(seeds[1:], 3))
     assert not torch.equal(cycle_noise(seeds, 3), cycle_noise(seeds, 4))
+
+
+def test_reaction_lag_is_the_capturing_cycles_delay():
+    from types import SimpleNamespace as C
+
+    # Jittered naive run: cycles start every 8 ticks and drew delays 3, 5, 4.
+    chunks = [C(trigger_tick=t, delay_ticks=d) for t, d in ((0, 3), (8, 5), (16, 4))]
+    t_p = np.array([1, 8, 9, 16, 30])
+    naive = executor_config(ARMS["A1"], 4, jitter=True)
+    # t_p = 1 and 8 are captured by the cycle at 8 (d = 5), 9 and 16 by the one at 16 (d = 4);
+    # nothing captures 30, which keeps the nominal d.
+    np.testing.assert_array_equal(reaction_lag(ARMS["A1"], naive, chunks, t_p), [5, 5, 4, 4, 4])
+    sync = executor_config(ARMS["A0"], 2)
+    np.testing.assert_array_equal(reaction_lag(ARMS["A0"], sync, chunks, t_p[:1]), [5])
+    # Prefix execution reacts after the p committed actions, whatever the cycle drew.
+    prefix = executor_config(ARMS["A3"], 4, jitter=True)
+    np.testing.assert_array_equal(reaction_lag(ARMS["A3"], prefix, chunks, t_p), [5] * 5)
+
+
+def test_noise_digest_tells_draws_apart():
+    seeds = np.array([7, 11])
+    assert noise_digest(cycle_noise(seeds, 3)) == noise_digest(cycle_noise(seeds, 3))
+    assert noise_digest(cycle_noise(seeds, 3)) != noise_digest(cycle_noise(seeds, 4))
+    assert len(noise_digest(cycle_noise(seeds, 3))) == 16
+
+
+def test_scenario_mix_trains_and_evaluates_per_scenario(tmp_path):
+    train = dataclasses.replace(TRAIN, scenario=("S1", "S3"))
+    settings = dataclasses.replace(EVAL, scenario=("S1", "S3"), jitter_delay=None)
+    arm = get_arm("A5")
+    train_stage_a(tmp_path, 0, SMALL, train, progress=False)
+    train_stage_b(tmp_path, 0, arm, SMALL, train, progress=False)
+    model, _ = load_policy(tmp_path, 0, arm, SMALL)
+    out = evaluate_arm(model, arm, settings, progress=False)
+    assert set(out["conditions"]) == {"S1|d=4", "S3|d=4"}
+    s1, s3 = out["conditions"]["S1|d=4"], out["conditions"]["S3|d=4"]
+    # Same test seeds, different episodes (the scenario is part of an episode's randomness).
+    np.testing.assert_array_equal(s1["episode_seeds"], s3["episode_seeds"])
+    assert not np.array_equal(s1["example"]["positions"], s3["example"]["positions"])
+    wall = out["conflict_wall"]
+    assert wall["scenario"] == "S3" and len(wall["C"]) == 16
+    assert wall["late_distance_fresh"] >= 0 and "obs_following_index" not in wall
+    with pytest.raises(ValueError, match="tuple of distinct"):
+        TrainSettings(scenario=("S1", "S1"))
+    with pytest.raises(ValueError, match="one of"):
+        EvalSettings(scenario="S5")
+    with pytest.raises(ValueError, match="name the one"):
+        from xr0lab.bench.evaluate import run_condition
+
+        run_condition(model, arm, settings, 4)
 
 
 def test_linear_probe_reads_a_linear_target():

@@ -21,7 +21,8 @@ arm, scenario file and machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from functools import cached_property
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -131,6 +132,75 @@ def generate(scenario: str, seeds, *, horizon: int = CHUNK,
     return ExpertDataset(scenario, ep, episode, tick, position.astype(np.float32),
                          prev.astype(np.float32), goal.astype(np.float32),
                          chunk.astype(np.float32), valid, r.draws.noisy[episode])
+
+
+class ScenarioMix:
+    """Several scenarios' expert datasets trained on as one (each keeps its own instruction).
+
+    Sample i of the mix is sample i - offset[j] of part j, parts in the order given. It offers
+    what training and probing read from an `ExpertDataset`: len, batch(index, size) and the
+    aligned arrays position, goal, chunk, valid, tick (concatenated once, on first use).
+    """
+
+    def __init__(self, parts: Sequence[ExpertDataset]) -> None:
+        parts = tuple(parts)
+        if not parts:
+            raise ValueError("ScenarioMix needs at least one dataset")
+        scenarios = [p.scenario for p in parts]
+        if len(set(scenarios)) != len(scenarios):
+            raise ValueError(f"ScenarioMix: scenarios repeat in {scenarios}")
+        if len({p.horizon for p in parts}) != 1:
+            raise ValueError(f"ScenarioMix: chunk lengths differ: {[p.horizon for p in parts]}")
+        self.parts = parts
+        self.scenario = "+".join(scenarios)
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def horizon(self) -> int:
+        return self.parts[0].horizon
+
+    def _cat(self, name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in self.parts])
+
+    position = cached_property(lambda self: self._cat("position"))
+    goal = cached_property(lambda self: self._cat("goal"))
+    chunk = cached_property(lambda self: self._cat("chunk"))
+    valid = cached_property(lambda self: self._cat("valid"))
+    tick = cached_property(lambda self: self._cat("tick"))
+
+    def locate(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """Mix indices -> (part, index within that part), both (B,)."""
+        index = np.asarray(index, np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"ScenarioMix index out of range [0, {len(self)})")
+        part = np.searchsorted(self.offsets, index, side="right") - 1
+        return part, index - self.offsets[part]
+
+    def batch(self, index: np.ndarray, size: int = 64,
+              dtype: Literal["uint8", "float32"] = "uint8") -> dict[str, np.ndarray]:
+        """Like `ExpertDataset.batch`, rows in the order of `index`."""
+        part, local = self.locate(index)
+        out: dict[str, np.ndarray] = {}
+        for j in np.unique(part):
+            rows = np.flatnonzero(part == j)
+            b = self.parts[j].batch(local[rows], size, dtype)
+            for k, v in b.items():
+                if k not in out:
+                    out[k] = np.empty((len(part), *v.shape[1:]), v.dtype)
+                out[k][rows] = v
+        return out
+
+
+def generate_mix(scenarios: Sequence[str], seeds, **kwargs) -> ExpertDataset | ScenarioMix:
+    """`generate` for one scenario, or a `ScenarioMix` of each scenario on the same seeds
+    (episode randomness depends on the scenario, so these are different episodes)."""
+    scenarios = tuple(scenarios)
+    if len(scenarios) == 1:
+        return generate(scenarios[0], seeds, **kwargs)
+    return ScenarioMix([generate(s, seeds, **kwargs) for s in scenarios])
 
 
 def prefix_predictability(chunks: np.ndarray, prefix_length: int,

@@ -9,7 +9,12 @@ actions and only the scoring differs.
 
 Common random numbers: the test episodes are `TEST_SEEDS[:N]` in every arm, and the flow noise
 of episode e at cycle c is drawn from default_rng((e, c, NOISE_SALT)) (`cycle_noise`), i.e. a
-function of (episode seed, cycle index) only.
+function of (episode seed, cycle index) only. Each condition records a digest of the noise
+batch every call actually drew (`noise_digests`), which the sweep compares across arms.
+
+Scenarios: `EvalSettings.scenario` is one scenario or a tuple; every condition runs in each, and
+condition keys read "<scenario>|d=<d>" / "<scenario>|jitter=<d>". A policy trained on one
+scenario is only meaningful on that one (the instruction tokens differ).
 
 Throughput (continuous-reset mode) is computed with the executor restarting a slot's chunk on
 reset: a restarted slot is exactly an episodic run, so successes per 1,000 ticks are
@@ -21,6 +26,7 @@ last, truncated episode of each slot).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +38,8 @@ from xr0lab.bench import metrics as bm
 from xr0lab.bench.data import TEST_SEEDS, ConflictCases, conflict_cases
 from xr0lab.bench.expert import ExpertConfig, expert_continuation, rollout_expert
 from xr0lab.bench.models import Arm, Tier0Policy, action_mask, normalise_actions, normalise_state
-from xr0lab.bench.world import (DEFAULT_KAPPA, DynReach, WorldConfig, instruction_tokens,
-                                render)
+from xr0lab.bench.world import (DEFAULT_KAPPA, DynReach, WorldConfig, as_scenarios,
+                                instruction_tokens, render)
 from xr0lab.metrics import jerk as jerk_metric
 from xr0lab.metrics import smoothness
 from xr0lab.runtime import ChunkExecutor, ExecutorConfig, SampledDelay, guidance_weights
@@ -43,11 +49,13 @@ CHUNK, HORIZON = 16, 8
 # Cycle index of the flow noise used by the mechanism tests (conflict test, C(k), attention):
 # far past any executor cycle, so it never coincides with the noise of an evaluated chunk.
 MECHANISM_NOISE_CYCLE = 10_000
+# The delay whose timing the cost measurement uses: the primary condition's d.
+COST_DELAY = 4
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    scenario: str = "S1"
+    scenario: str | tuple[str, ...] = "S1"
     delays: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8)
     jitter_delay: int | None = 4        # the jittered row: d per cycle from {d-1, d, d+1}
     n_episodes: int = 512
@@ -57,7 +65,12 @@ class EvalSettings:
     attention_episodes: int = 32
     keep_example: int = 3               # episodes whose full trajectory is kept (frame strips)
 
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        return as_scenarios(self.scenario)
+
     def __post_init__(self) -> None:
+        self.scenarios  # validates
         if not 1 <= self.n_episodes <= len(TEST_SEEDS):
             raise ValueError(f"EvalSettings.n_episodes must be in [1, {len(TEST_SEEDS)}]")
         bad = [d for d in self.delays if not 0 <= d <= CHUNK - HORIZON]
@@ -76,7 +89,8 @@ class ArmPolicy:
     """The executor's policy callable for one arm over a batch of episodes.
 
     Counts its calls (the cycle index c names the noise), times each call, and keeps the noise
-    seeds it used (for the common-random-numbers check).
+    keys it used and a digest of the noise it actually drew (for the common-random-numbers
+    check).
     """
 
     def __init__(self, model: Tier0Policy, arm: Arm, episode_seeds: np.ndarray) -> None:
@@ -84,6 +98,7 @@ class ArmPolicy:
         self.calls = 0
         self.seconds: list[float] = []
         self.noise_keys: list[tuple[int, int]] = []
+        self.noise_digests: list[str] = []
 
     def __call__(self, obs: dict, prefix: Any, prefix_length: int,
                  prefix_weights: Any = None) -> np.ndarray:
@@ -91,6 +106,7 @@ class ArmPolicy:
         self.calls += 1
         noise = cycle_noise(self.seeds, c)
         self.noise_keys.append((int(self.seeds[0]), c))
+        self.noise_digests.append(noise_digest(noise))
         start = time.perf_counter()
         if prefix_weights is not None and prefix is not None:
             out = self.model.act(obs, noise, guidance=(prefix, prefix_weights))
@@ -100,6 +116,12 @@ class ArmPolicy:
         return out
 
 
+def noise_digest(noise: torch.Tensor) -> str:
+    """Short digest of a noise batch's exact bytes (equal digests: identical draws)."""
+    return hashlib.blake2b(noise.detach().cpu().contiguous().numpy().tobytes(),
+                           digest_size=8).hexdigest()
+
+
 def executor_config(arm: Arm, delay: int, jitter: bool = False) -> ExecutorConfig:
     """The arm's executor timing at nominal delay d (p covers d + 1 under jitter; 0 for
     no-prefix arms, see `Arm.prefix_length`)."""
@@ -107,13 +129,35 @@ def executor_config(arm: Arm, delay: int, jitter: bool = False) -> ExecutorConfi
     return ExecutorConfig(CHUNK, HORIZON, delay=delay, prefix_length=p, mode=arm.runtime)
 
 
+def reaction_lag(arm: Arm, config: ExecutorConfig, chunks, t_perturb) -> np.ndarray:
+    """Per-episode lag of the latency floor (spec 6.2): p for prefix execution; otherwise the
+    delay of the cycle that first captures the perturbation (the one starting at the first
+    trigger >= t_p), so a jittered delay counts as the cycle actually drew it. Episodes with no
+    such cycle get the nominal d (their floor lies past the episode anyway)."""
+    n = len(t_perturb)
+    if arm.runtime == "prefix":
+        return np.full(n, config.prefix_length, np.int64)
+    triggers = np.array([c.trigger_tick for c in chunks], np.int64)
+    delays = np.array([c.delay_ticks for c in chunks], np.int64)
+    idx = np.searchsorted(triggers, bm.next_cycle_start(t_perturb, triggers))
+    return np.where(idx < len(triggers), delays[np.minimum(idx, len(triggers) - 1)],
+                    config.delay)
+
+
 def run_condition(model: Tier0Policy, arm: Arm, settings: EvalSettings, delay: int, *,
-                  jitter: bool = False, image_size: int | None = None) -> dict:
-    """One (arm, scenario, d) condition over the test episodes -> per-episode arrays + pooled."""
+                  jitter: bool = False, image_size: int | None = None,
+                  scenario: str | None = None) -> dict:
+    """One (arm, scenario, d) condition over the test episodes -> per-episode arrays + pooled.
+    `scenario` defaults to the settings' only scenario."""
+    if scenario is None:
+        if len(settings.scenarios) != 1:
+            raise ValueError(f"run_condition: settings hold scenarios {settings.scenarios}; "
+                             "name the one to run")
+        scenario = settings.scenarios[0]
     seeds = TEST_SEEDS[:settings.n_episodes]
     size = image_size or model.cfg.image_size
-    plain = DynReach(WorldConfig(settings.scenario, cup=False, image_size=size))
-    cups = [DynReach(WorldConfig(settings.scenario, cup=True, image_size=size,
+    plain = DynReach(WorldConfig(scenario, cup=False, image_size=size))
+    cups = [DynReach(WorldConfig(scenario, cup=True, image_size=size,
                                  kappa=k * DEFAULT_KAPPA)) for k in settings.kappa_scales]
     for env in (plain, *cups):
         env.reset(seeds)
@@ -130,8 +174,8 @@ def run_condition(model: Tier0Policy, arm: Arm, settings: EvalSettings, delay: i
     actions, positions = plain.actions, plain.positions
     rt, reacted = bm.reaction_time(actions, positions, ep.reaction_goals(), ep.t_perturb)
     starts = np.array([c.trigger_tick for c in tl.chunks])
-    lag = config.prefix_length if arm.runtime == "prefix" else delay
-    floor = bm.latency_floor(ep, positions, actions, starts, lag)
+    floor = bm.latency_floor(ep, positions, actions, starts,
+                             reaction_lag(arm, config, tl.chunks, ep.t_perturb))
     out = {
         "delay": delay, "jitter": jitter, "prefix_length": config.prefix_length,
         "episode_seeds": seeds,
@@ -162,6 +206,7 @@ def run_condition(model: Tier0Policy, arm: Arm, settings: EvalSettings, delay: i
            for tag in tags},
     }
     out["noise_keys"] = policy.noise_keys
+    out["noise_digests"] = policy.noise_digests
     out["example"] = {"seeds": seeds[:settings.keep_example],
                       "positions": positions[:settings.keep_example],
                       "actions": actions[:settings.keep_example],
@@ -218,29 +263,34 @@ def moving_conflict_cases(seeds, tick: int = MOVING_CONFLICT_TICK, horizon: int 
 
 
 def conflict_test(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
-                  moving: bool = False) -> dict:
-    """Conflict test and interventional copy score C(k) (spec 6.5) on S1 perturbation states.
+                  moving: bool = False, scenario: str = "S1") -> dict:
+    """Conflict test and interventional copy score C(k) (spec 6.5) on perturbation states.
 
-    The image shows the new goal; the prefix (p = conflict_prefix) is the expert's plan toward
-    the stale goal. C(k) swaps the prefix for the fresh plan's (Δ_prefix) or moves the goal in the
-    image back to the old one (Δ_obs), with identical flow noise. No-prefix naive/sync arms
+    The image shows the new scene; the prefix (p = conflict_prefix) is the expert's plan for the
+    stale one. C(k) swaps the prefix for the fresh plan's (Δ_prefix) or shows the scene of the
+    tick before the perturbation (Δ_obs), with identical flow noise. No-prefix naive/sync arms
     predict without a prefix (their C is undefined); the guided arm gets the stale plan as its
-    guidance target.
+    guidance target. S1 (default; `moving` = the agent still under way) or S2: the stale plan
+    heads for the old goal. S3: the goal stays and the stale plan runs straight into the wall
+    that just appeared; with one goal the direction scores are undefined, so only C(k) and the
+    mean distance of the late actions from the fresh (detour) plan are returned.
     """
     size = model.cfg.image_size
     seeds = TEST_SEEDS[:settings.conflict_episodes]
     if moving:
+        if scenario != "S1":
+            raise ValueError(f"conflict_test: the moving-agent cases are S1 only, got {scenario}")
         cases, old_scene = moving_conflict_cases(seeds)
         old_img = render(old_scene, cases.tick, cases.position, size)
     else:
-        cases = conflict_cases("S1", seeds)
+        cases = conflict_cases(scenario, seeds)
         old_img = render(cases.episodes, cases.tick - 1, cases.position, size)
     p = settings.conflict_prefix
     new_img = render(cases.episodes, cases.tick, cases.position, size)
     noise = cycle_noise(cases.episodes.seeds, MECHANISM_NOISE_CYCLE)
 
     def predict(img, prefix_chunk):
-        obs = _obs(img, cases.position, "S1")
+        obs = _obs(img, cases.position, scenario)
         if arm.runtime == "prefix":
             return model.act(obs, noise, prefix=prefix_chunk[:, :p], prefix_length=p)
         if arm.runtime == "guided":
@@ -249,12 +299,21 @@ def conflict_test(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
         return model.act(obs, noise)
 
     base = predict(new_img, cases.stale_chunk)
-    traj = cases.position[:, None] + np.cumsum(np.concatenate(
-        [np.zeros_like(base[:, :1]), base[:, :-1]], 1), 1)
-    scores = bm.conflict_scores(base, traj, cases.old_goal, cases.new_goal, late_from=HORIZON)
-    out = {"obs_following_index": scores["obs_following_index"],
-           "copy_fraction": scores["copy_fraction"],
-           "cos_new": scores["cos_new"], "cos_old": scores["cos_old"], "prefix_length": p}
+    out: dict[str, Any] = {"scenario": scenario, "prefix_length": p}
+    if scenario == "S3":
+        late = slice(HORIZON, None)
+        out["late_distance_fresh"] = float(np.linalg.norm(
+            base[:, late] - cases.fresh_chunk[:, late], axis=-1).mean())
+        out["late_distance_stale"] = float(np.linalg.norm(
+            base[:, late] - cases.stale_chunk[:, late], axis=-1).mean())
+    else:
+        traj = cases.position[:, None] + np.cumsum(np.concatenate(
+            [np.zeros_like(base[:, :1]), base[:, :-1]], 1), 1)
+        scores = bm.conflict_scores(base, traj, cases.old_goal, cases.new_goal,
+                                    late_from=HORIZON)
+        out.update(obs_following_index=scores["obs_following_index"],
+                   copy_fraction=scores["copy_fraction"], cos_new=scores["cos_new"],
+                   cos_old=scores["cos_old"])
     if arm.runtime in ("prefix", "guided"):
         swapped = predict(new_img, cases.fresh_chunk)
         moved = predict(old_img, cases.stale_chunk)
@@ -296,7 +355,8 @@ def attention_mass(model: Tier0Policy, arm: Arm, settings: EvalSettings) -> dict
 
 
 def cost(model: Tier0Policy, arm: Arm, repeats: int = 5) -> dict:
-    """Denoising FLOPs and wall time of one chunk (batch 1) under the arm's runtime."""
+    """Denoising FLOPs and wall time of one chunk (batch 1) under the arm's runtime, timed as
+    at d = COST_DELAY (the arm's p there; guidance weights planned for that d)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     cases = conflict_cases("S1", TEST_SEEDS[:1])
@@ -306,10 +366,11 @@ def cost(model: Tier0Policy, arm: Arm, repeats: int = 5) -> dict:
     ctx = model.context(obs)
     kwargs: dict[str, Any] = {}
     if arm.runtime == "prefix":
-        kwargs = dict(prefix=cases.stale_chunk, prefix_length=4)
+        kwargs = dict(prefix=cases.stale_chunk,
+                      prefix_length=arm.prefix_length(COST_DELAY, HORIZON, CHUNK))
     elif arm.runtime == "guided":
         kwargs = dict(guidance=(cases.stale_chunk[:, :HORIZON],
-                                guidance_weights(CHUNK, 4, HORIZON)))
+                                guidance_weights(CHUNK, COST_DELAY, HORIZON)))
     with FlopCounterMode(display=False) as counter:
         model.act(obs, noise, context=ctx, **kwargs)
     times = []
@@ -321,6 +382,11 @@ def cost(model: Tier0Policy, arm: Arm, repeats: int = 5) -> dict:
             "chunk_seconds_median": float(np.median(times))}
 
 
+def condition_key(scenario: str, delay: int, jitter: bool = False) -> str:
+    """'S1|d=4', 'S3|jitter=4': the key of one evaluated condition."""
+    return f"{scenario}|{'jitter' if jitter else 'd'}={delay}"
+
+
 def evaluate_arm(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
                  progress: bool = True) -> dict:
     """All conditions and mechanism tests of one trained arm. Arrays stay numpy."""
@@ -329,12 +395,15 @@ def evaluate_arm(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
     conds = [(d, False) for d in settings.delays]
     if settings.jitter_delay is not None:
         conds.append((settings.jitter_delay, True))
+    conds = [(sc, d, jit) for sc in settings.scenarios for d, jit in conds]
     out: dict[str, Any] = {"conditions": {}}
-    for d, jit in tqdm(conds, desc=f"eval {arm.id}", disable=not progress, leave=False):
-        key = f"{settings.scenario}|{'jitter' if jit else 'd'}={d}"
-        out["conditions"][key] = run_condition(model, arm, settings, d, jitter=jit)
+    for sc, d, jit in tqdm(conds, desc=f"eval {arm.id}", disable=not progress, leave=False):
+        key = condition_key(sc, d, jit)
+        out["conditions"][key] = run_condition(model, arm, settings, d, jitter=jit, scenario=sc)
     out["conflict"] = conflict_test(model, arm, settings)
     out["conflict_moving"] = conflict_test(model, arm, settings, moving=True)
+    if "S3" in settings.scenarios:
+        out["conflict_wall"] = conflict_test(model, arm, settings, scenario="S3")
     out["attention"] = attention_mass(model, arm, settings)
     out["cost"] = cost(model, arm)
     return out

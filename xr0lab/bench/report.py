@@ -92,6 +92,28 @@ def plot_prefix_predictability(chunks: np.ndarray, valid: np.ndarray,
     return fig, out
 
 
+def _delay_panel(ax, results: dict, arms: Sequence[str], metric: str, scenario: str) -> None:
+    """One metric vs delay for each arm in one scenario: mean, 95% band, jittered row as x."""
+    for a in present(results, arms):
+        rows = [(d, e[metric]) for d, e in delay_rows(results, a, scenario) if metric in e]
+        if not rows:
+            continue
+        d = np.array([r[0] for r in rows])
+        m = np.array([r[1]["mean"] for r in rows], float)
+        lo = np.array([r[1]["low"] for r in rows], float)
+        hi = np.array([r[1]["high"] for r in rows], float)
+        c = COLOURS.get(a)
+        ax.plot(d, m, marker="o", ms=3, color=c, label=arm_label(a))
+        ax.fill_between(d, lo, hi, color=c, alpha=0.15)
+        for k, e in results["conditions"][a].items():
+            if k.startswith(f"{scenario}|jitter=") and metric in e:
+                ax.errorbar(e["delay"] + 0.15, e[metric]["mean"],
+                            yerr=[[e[metric]["mean"] - e[metric]["low"]],
+                                  [e[metric]["high"] - e[metric]["mean"]]],
+                            fmt="x", color=c, ms=5)
+    ax.set_xlabel("delay d (ticks; x = jittered d±1)")
+
+
 def plot_vs_delay(results: dict, arms: Sequence[str], metrics: Sequence[tuple[str, str]],
                   scenario: str = "S1"):
     """Metrics vs delay with 95% hierarchical-bootstrap bands; jittered row as a marker."""
@@ -99,27 +121,36 @@ def plot_vs_delay(results: dict, arms: Sequence[str], metrics: Sequence[tuple[st
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3))
     axes = np.atleast_1d(axes)
     for ax, (metric, title) in zip(axes, metrics):
-        for a in present(results, arms):
-            rows = [(d, e[metric]) for d, e in delay_rows(results, a, scenario) if metric in e]
-            if not rows:
-                continue
-            d = np.array([r[0] for r in rows])
-            m = np.array([r[1]["mean"] for r in rows], float)
-            lo = np.array([r[1]["low"] for r in rows], float)
-            hi = np.array([r[1]["high"] for r in rows], float)
-            c = COLOURS.get(a)
-            ax.plot(d, m, marker="o", ms=3, color=c, label=arm_label(a))
-            ax.fill_between(d, lo, hi, color=c, alpha=0.15)
-            for k, e in results["conditions"][a].items():
-                if "jitter" in k and metric in e:
-                    ax.errorbar(e["delay"] + 0.15, e[metric]["mean"],
-                                yerr=[[e[metric]["mean"] - e[metric]["low"]],
-                                      [e[metric]["high"] - e[metric]["mean"]]],
-                                fmt="x", color=c, ms=5)
-        ax.set_xlabel("delay d (ticks; x = jittered d±1)"), ax.set_title(title, fontsize=9)
+        _delay_panel(ax, results, arms, metric, scenario)
+        ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def scenarios_in(results: dict) -> list[str]:
+    """The scenarios evaluated in a results dict, in S1..S4 order."""
+    found = {k.split("|", 1)[0] for conds in results["conditions"].values() for k in conds}
+    return sorted(found)
+
+
+def plot_scenarios(results: dict, arms: Sequence[str], metrics: Sequence[tuple[str, str]]):
+    """A grid of metrics vs delay: one row per scenario evaluated, one column per metric."""
+    plt = _plt()
+    scenarios = scenarios_in(results)
+    fig, axes = plt.subplots(len(scenarios), len(metrics),
+                             figsize=(4.2 * len(metrics), 3.0 * len(scenarios)), squeeze=False)
+    for r, sc in enumerate(scenarios):
+        for c, (metric, title) in enumerate(metrics):
+            _delay_panel(axes[r, c], results, arms, metric, sc)
+            axes[r, c].set_title(f"{sc} {SCENARIO_NAMES.get(sc, '')}: {title}", fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+SCENARIO_NAMES = {"S1": "jump-reach", "S2": "cue switch", "S3": "pop-up wall",
+                  "S4": "moving target"}
 
 
 def plot_pareto(results: dict, arms: Sequence[str], delay: int = 4, scenario: str = "S1"):
@@ -147,10 +178,13 @@ def plot_pareto(results: dict, arms: Sequence[str], delay: int = 4, scenario: st
 def plot_copy_curves(results: dict, arms: Sequence[str], key: str = "conflict"):
     """C(k) per arm (interventional copy score) and the conflict test's cosines.
 
-    key: "conflict" (the agent at the scheduled S1 jump, usually parked on the old goal) or
-    "conflict_moving" (the agent still moving toward the old goal when the target jumps)."""
+    key: "conflict" (the agent at the scheduled S1 jump, usually parked on the old goal),
+    "conflict_moving" (the agent still moving toward the old goal when the target jumps) or
+    "conflict_wall" (S3: a stale straight-line prefix, the new wall in the image; the right
+    panel then shows how far the late actions lie from the fresh detour and the stale plan)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    wall = []
     for a in present(results, arms):
         cf = results.get(key, {}).get(a)
         if cf is None:
@@ -159,17 +193,32 @@ def plot_copy_curves(results: dict, arms: Sequence[str], key: str = "conflict"):
         if cf.get("C") is not None:
             C = np.array([np.nan if v is None else v for v in cf["C"]])
             axes[0].plot(np.arange(len(C)), C, marker="o", ms=3, color=c, label=arm_label(a))
-        k = np.arange(len(cf["cos_new"])) + 8
-        axes[1].plot(k, cf["cos_new"], color=c, marker="o", ms=3, label=f"{a} new goal")
-        axes[1].plot(k, cf["cos_old"], color=c, ls="--", label=f"{a} stale goal")
+        if "cos_new" in cf:
+            k = np.arange(len(cf["cos_new"])) + 8
+            axes[1].plot(k, cf["cos_new"], color=c, marker="o", ms=3, label=f"{a} new goal")
+            axes[1].plot(k, cf["cos_old"], color=c, ls="--", label=f"{a} stale goal")
+        else:
+            wall.append((a, cf["late_distance_fresh"], cf["late_distance_stale"]))
     axes[0].set_xlabel("chunk index k"), axes[0].set_ylabel("C(k) = Δprefix / (Δprefix + Δobs)")
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].set_title("1 = follows the prefix only, 0 = the image only", fontsize=9)
     axes[0].legend(fontsize=7)
-    axes[1].set_xlabel("chunk index k (late part)"), axes[1].set_ylabel("mean cos(a_k, goal - x)")
-    axes[1].set_title(f"{key.replace('_', ' ')}: stale prefix, new goal in the image",
-                      fontsize=9)
-    axes[1].legend(fontsize=6, ncol=2)
+    if wall:
+        x = np.arange(len(wall))
+        axes[1].bar(x - 0.2, [w[1] for w in wall], 0.4, color=[COLOURS.get(w[0]) for w in wall],
+                    label="to the fresh detour plan")
+        axes[1].bar(x + 0.2, [w[2] for w in wall], 0.4, color=[COLOURS.get(w[0]) for w in wall],
+                    alpha=0.4, hatch="//", label="to the stale straight plan")
+        axes[1].set_xticks(x, [w[0] for w in wall])
+        axes[1].set_ylabel("mean |a_k - plan_k|, k >= 8")
+        axes[1].set_title("S3 wall: lower solid bar = follows the image", fontsize=9)
+        axes[1].legend(fontsize=7)
+    else:
+        axes[1].set_xlabel("chunk index k (late part)")
+        axes[1].set_ylabel("mean cos(a_k, goal - x)")
+        axes[1].set_title(f"{key.replace('_', ' ')}: stale prefix, new goal in the image",
+                          fontsize=9)
+        axes[1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -342,6 +391,44 @@ def findings_lambda(results: dict, delay: int = 4) -> str:
         out.append(f"Linear probe of the visible goal from the context tokens: held-out R² "
                    f"{np.mean(r2):.3f} (min {np.min(r2):.3f} over {len(r2)} seed(s)); "
                    f"{readable}.")
+    return "\n".join(out)
+
+
+def findings_scenarios(results: dict, delay: int = 4) -> str:
+    """Findings of the S1-S3 sweep (one policy per seed trained on all three), from `results`:
+    per scenario, each arm's cup success and ERT at `delay`, and the paired A3 - A5 / A3 - A6
+    ERT differences (secondary family, Holm over all its tests)."""
+    out = []
+    for sc in scenarios_in(results):
+        cond = f"{sc}|d={delay}"
+        parts = []
+        for a in present(results, ("A0", "A1", "A3", "A4", "A5", "A6", "A7")):
+            e = results["conditions"][a].get(cond)
+            if e is not None:
+                parts.append(f"{a} {_fmt(e.get('success_cup'), 1, True)} / "
+                             f"{_fmt(e.get('ert'))}")
+        out.append(f"{sc} ({SCENARIO_NAMES.get(sc, sc)}), d = {delay}, cup success / ERT "
+                   f"(ticks): " + "; ".join(parts) + ".")
+        for r in results.get("secondary", []) + results.get("primary", []):
+            if r["condition"].split(" ")[0] == cond and r["metric"] == "ert" and \
+                    r["a"] == "A3" and r["b"] in ("A5", "A6"):
+                verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
+                out.append(f"  ERT(A3) - ERT({r['b']}) in {sc}: {r['mean']:+.2f} ticks "
+                           f"[{r['low']:+.2f}, {r['high']:+.2f}], Holm p = {r['p_holm']:.3g} "
+                           f"({verdict}).")
+    wall = results.get("conflict_wall", {})
+    parts = []
+    for a in present(results, ("A3", "A4", "A5", "A6", "A7")):
+        cf = wall.get(a)
+        if cf is None:
+            continue
+        C = [v for v in (cf.get("C") or [])[8:] if v is not None]
+        parts.append(f"{a} C(k >= 8) = {np.mean(C):.2f}, late actions "
+                     f"{cf['late_distance_fresh']:.4f} from the detour vs "
+                     f"{cf['late_distance_stale']:.4f} from the stale straight plan")
+    if parts:
+        out.append("S3 conflict test (stale straight-line prefix, wall in the image): "
+                   + "; ".join(parts) + ".")
     return "\n".join(out)
 
 

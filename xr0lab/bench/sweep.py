@@ -36,6 +36,7 @@ from xr0lab.bench.train import (TrainSettings, load_policy, set_threads, train_s
                                 train_stage_b, write_json)
 
 PRIMARY_CONDITION = "S1|d=4"
+SCENARIO_MIX = ("S1", "S2", "S3")
 PRIMARY_METRIC = "ert"
 PRIMARY_PAIRS = (("A3", "A5"), ("A3", "A6"))
 BOOTSTRAP_METRICS = ("success_plain", "success_cup", "ttr_plain", "ttr_cup", "rt", "ert",
@@ -65,7 +66,8 @@ class SweepConfig:
 
 def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
     """Named sweeps. 'ci': seconds (tests, CI notebooks); 'quick': one seed, the notebook
-    setting of spec section 8 (~10 min on 2 cores); 'full': the committed results."""
+    setting of spec section 8 (~10 min on 2 cores); 'full': the committed S1 results;
+    'scenarios': one policy per seed trained on S1-S3, evaluated in each scenario."""
     if name == "ci":
         cfg = SweepConfig(
             "ci", ("A0", "A1", "A2", "A3", "A5", "A6"), (0,),
@@ -85,8 +87,18 @@ def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
             "full", ("A3", "A5", "A6", "A1", "A0"), (0, 1, 2),
             train=TrainSettings(stage_a_steps=1500, stage_b_steps=500),
             eval=EvalSettings(n_episodes=256, kappa_scales=(0.5, 1.0, 2.0)), n_boot=1000)
+    elif name == "scenarios":
+        # Trained on S1-S3 at once and evaluated in each. S3's wall appears while the agent is
+        # still moving toward the goal, so a policy that extends its committed prefix drives
+        # at the wall: the setting where copying costs reaction time.
+        cfg = SweepConfig(
+            "scenarios", ("A3", "A5", "A6", "A1", "A0"), (0, 1, 2),
+            train=TrainSettings(scenario=SCENARIO_MIX, stage_a_steps=2500, stage_b_steps=500),
+            eval=EvalSettings(scenario=SCENARIO_MIX, delays=(0, 2, 4, 6), n_episodes=256),
+            n_boot=1000)
     else:
-        raise ValueError(f"unknown sweep preset {name!r}; expected ci, quick or full")
+        raise ValueError(f"unknown sweep preset {name!r}; expected ci, quick, full or "
+                         "scenarios")
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
 
@@ -321,12 +333,14 @@ def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
             row["p_holm"] = float(p)
 
     conflict, attention, cost, examples, training = {}, {}, {}, {}, {}
-    conflict_moving = {}
+    conflict_moving, conflict_wall = {}, {}
     for a in arms:
         cs = [cells[(a, s)] for s in config.seeds if (a, s) in cells]
         conflict[a] = _conflict_summary([c["conflict"] for c in cs])
         if all("conflict_moving" in c for c in cs):
             conflict_moving[a] = _conflict_summary([c["conflict_moving"] for c in cs])
+        if all("conflict_wall" in c for c in cs):
+            conflict_wall[a] = _conflict_summary([c["conflict_wall"] for c in cs])
         if cs[0]["attention"] is not None:
             attention[a] = {k: _nanmean_arr([c["attention"][k] for c in cs])
                             for k in cs[0]["attention"]}
@@ -365,7 +379,9 @@ def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
         "arms": {a: dataclasses.asdict(ARMS[a]) | {"training_key": ARMS[a].training_key}
                  for a in arms},
         "conditions": conditions, "primary": primary, "secondary": secondary,
-        "conflict": conflict, "conflict_moving": conflict_moving, "attention": attention, "cost": cost, "examples": examples,
+        "conflict": conflict, "conflict_moving": conflict_moving,
+        **({"conflict_wall": conflict_wall} if conflict_wall else {}),
+        "attention": attention, "cost": cost, "examples": examples,
         "training": training, "stage_a": stage_a, "common_random_numbers": crn,
     }
 
@@ -375,6 +391,8 @@ NOTES = (
     "(a terminated episode keeps stepping), so they are identical in cup and plain mode; cup "
     "mode changes success, time-to-reach and throughput. Prefix arms run with p = max(d, 1) "
     "(p = d + 1 on the jittered row); p = 8 at d = 8 lies outside the training range 1..6. "
+    "The latency floor waits p ticks after the capturing cycle for prefix execution and, for "
+    "the other arms, the delay that cycle actually drew (on the jittered row, d - 1, d or d + 1). "
     "No-prefix arms (A0-A2) fine-tune in stage B with the release causal mask. Throughput uses the executor restarting a slot's chunk "
     "on reset, computed from the episodic runs (renewal-reward count). Sync (A0) holds a zero "
     "command while inferring, which spills at every stop by construction.")
@@ -382,15 +400,15 @@ NOTES = (
 
 def _conflict_summary(cf: list[dict]) -> dict:
     """Conflict test and C(k) of one arm, averaged over training seeds (per-seed kept)."""
-    out = {
-        "obs_following_index": _nanmean([c["obs_following_index"] for c in cf]),
-        "copy_fraction": _nanmean([c["copy_fraction"] for c in cf]),
-        "obs_following_index_per_seed": [c["obs_following_index"] for c in cf],
-        "copy_fraction_per_seed": [c["copy_fraction"] for c in cf],
-        "cos_new": _nanmean_arr([c["cos_new"] for c in cf]),
-        "cos_old": _nanmean_arr([c["cos_old"] for c in cf]),
-        "prefix_length": cf[0]["prefix_length"],
-    }
+    out: dict[str, Any] = {"prefix_length": cf[0]["prefix_length"]}
+    for k in ("obs_following_index", "copy_fraction", "late_distance_fresh",
+              "late_distance_stale"):
+        if k in cf[0]:
+            out[k] = _nanmean([c[k] for c in cf])
+            out[f"{k}_per_seed"] = [c[k] for c in cf]
+    for k in ("cos_new", "cos_old"):
+        if k in cf[0]:
+            out[k] = _nanmean_arr([c[k] for c in cf])
     if "C" in cf[0]:
         out.update(C=_nanmean_arr([c["C"] for c in cf]), C_per_seed=[c["C"] for c in cf],
                    delta_prefix=_nanmean_arr([c["delta_prefix"] for c in cf]),
@@ -415,8 +433,13 @@ def backfill_moving_conflict(run_dir: Path | str, config: SweepConfig) -> int:
 
 
 def _crn_check(cells: dict, arms: list[str], config: SweepConfig) -> dict:
-    """Did every arm see identical episode seeds and noise keys in every condition?"""
-    same_episodes, same_noise = True, True
+    """Did every arm see identical episode seeds and identical flow noise in every condition?
+
+    Arms run different numbers of cycles (sync holds, async overlaps), so the noise of the
+    cycles both ran is compared: by digest of the noise batches actually drawn where the cells
+    recorded them ("digests"), else by the (episode, cycle) keys that name them ("keys").
+    """
+    same_episodes, same_noise, compared = True, True, set()
     for s in config.seeds:
         present = [a for a in arms if (a, s) in cells]
         if len(present) < 2:
@@ -428,9 +451,13 @@ def _crn_check(cells: dict, arms: list[str], config: SweepConfig) -> dict:
                     continue
                 same_episodes &= bool(np.array_equal(c["episode_seeds"],
                                                      ref[cond]["episode_seeds"]))
-                n = min(len(c["noise_keys"]), len(ref[cond]["noise_keys"]))
-                same_noise &= c["noise_keys"][:n] == ref[cond]["noise_keys"][:n]
-    return {"same_episode_seeds": same_episodes, "same_noise_keys": same_noise}
+                field = "noise_digests" if "noise_digests" in c and \
+                    "noise_digests" in ref[cond] else "noise_keys"
+                compared.add("digests" if field == "noise_digests" else "keys")
+                n = min(len(c[field]), len(ref[cond][field]))
+                same_noise &= list(c[field][:n]) == list(ref[cond][field][:n])
+    return {"same_episode_seeds": same_episodes, "same_noise": same_noise,
+            "noise_compared_by": sorted(compared)}
 
 
 def _nanmean(xs) -> float | None:

@@ -26,21 +26,28 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 import torch
 
-from xr0lab.bench.data import ExpertDataset, generate, split_seeds
+from xr0lab.bench.data import ExpertDataset, ScenarioMix, generate_mix, split_seeds
 from xr0lab.bench.models import (Arm, Tier0Config, Tier0Policy, action_mask, linear_probe,
                                  normalise_actions, normalise_state)
+from xr0lab.bench.world import as_scenarios
+
+Dataset = Union[ExpertDataset, ScenarioMix]
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Steps and data of both stages. `stage_b_cache` states are the frozen-encoder cache."""
+    """Steps and data of both stages. `stage_b_cache` states are the frozen-encoder cache.
 
-    scenario: str = "S1"
+    `scenario` is one scenario or a tuple of them (trained on as one `ScenarioMix`, with
+    `train_episodes` episodes of each).
+    """
+
+    scenario: str | tuple[str, ...] = "S1"
     train_episodes: int = 400
     stage_a_steps: int = 1500
     stage_b_steps: int = 600
@@ -55,7 +62,12 @@ class TrainSettings:
     freq_coef: float = 1.0
     probe_samples: int = 2048
 
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        return as_scenarios(self.scenario)
+
     def __post_init__(self) -> None:
+        self.scenarios  # validates
         for name in ("train_episodes", "stage_a_steps", "batch_size", "stage_b_cache"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainSettings.{name} must be >= 1, got {getattr(self, name)}")
@@ -105,10 +117,10 @@ def seed_dir(run_dir: Path | str, seed: int) -> Path:
     return path
 
 
-def dataset(settings: TrainSettings, seed: int) -> ExpertDataset:
+def dataset(settings: TrainSettings, seed: int) -> Dataset:
     """The training set of one seed: fixed train-split episodes (the data are the same for
     every seed; the seed changes initialisation, batch order and flow draws)."""
-    return generate(settings.scenario, split_seeds("train", settings.train_episodes))
+    return generate_mix(settings.scenarios, split_seeds("train", settings.train_episodes))
 
 
 def _progress(total: int, desc: str, initial: int, enabled: bool):
@@ -153,7 +165,7 @@ def _run_loop(*, path: Path, steps: int, params, lr: float, settings: TrainSetti
 
 
 def train_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, settings: TrainSettings,
-                  *, progress: bool = True, data: ExpertDataset | None = None) -> Path:
+                  *, progress: bool = True, data: Dataset | None = None) -> Path:
     """Encoder + DiT without prefix; returns the checkpoint path (skips when it exists)."""
     path = seed_dir(run_dir, seed) / "stage_a.pt"
     if path.exists():
@@ -185,7 +197,7 @@ def train_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, settings: Tr
 
 
 @torch.no_grad()
-def goal_probe(model: Tier0Policy, data: ExpertDataset, n: int, image_size: int,
+def goal_probe(model: Tier0Policy, data: Dataset, n: int, image_size: int,
                seed: int) -> dict:
     """Linear probe of the visible goal from the context tokens (encoder features), held out."""
     rng = np.random.default_rng((seed, 0xB0B))
@@ -198,7 +210,7 @@ def goal_probe(model: Tier0Policy, data: ExpertDataset, n: int, image_size: int,
 
 
 @torch.no_grad()
-def cache_features(model: Tier0Policy, data: ExpertDataset, n: int, image_size: int,
+def cache_features(model: Tier0Policy, data: Dataset, n: int, image_size: int,
                    seed: int) -> dict:
     """Frozen-encoder token features of n training states (float16 to halve memory)."""
     rng = np.random.default_rng((seed, 0xCAC4E))
@@ -233,7 +245,7 @@ def stage_b_path(run_dir: Path | str, seed: int, arm: Arm) -> Path:
 
 def train_stage_b(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
                   settings: TrainSettings, *, progress: bool = True,
-                  data: ExpertDataset | None = None) -> Path:
+                  data: Dataset | None = None) -> Path:
     """Fine-tune the DiT for `arm` from the seed's stage-A weights (encoder frozen, cached)."""
     path = stage_b_path(run_dir, seed, arm)
     if path.exists():

@@ -124,6 +124,16 @@ def _check_scenario(scenario: str) -> None:
         raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
 
 
+def as_scenarios(scenario: str | Sequence[str]) -> tuple[str, ...]:
+    """A scenario name or a sequence of them -> a non-empty tuple of distinct known names."""
+    out = (scenario,) if isinstance(scenario, str) else tuple(scenario)
+    bad = [s for s in out if s not in SCENARIOS]
+    if not out or bad or len(set(out)) != len(out):
+        raise ValueError(f"scenario must be one of {SCENARIOS} or a tuple of distinct ones, "
+                         f"got {scenario!r}")
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Episodes: everything that is random about an episode, drawn once from its seed.
 # --------------------------------------------------------------------------------------------
