@@ -37,6 +37,39 @@ def test_stages_are_named_contiguous_and_cover_the_inference(pipeline):
     assert sum(stages.values()) == pytest.approx(end - begin, rel=1e-9)
 
 
+def test_cuda_event_branch_reads_milliseconds_after_one_synchronise(pipeline, monkeypatch):
+    """The GPU path of the timer, driven by a stand-in for torch.cuda events on this CPU box:
+    events record a host clock, elapsed_time answers in milliseconds (as CUDA's does), and the
+    device is synchronised once, before any event is read."""
+    import time
+
+    log = []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing, "timing events must be created with enable_timing=True"
+            self.t = None
+
+        def record(self):
+            self.t = time.perf_counter()
+
+        def elapsed_time(self, other):
+            assert log == ["sync"], "an event was read before the device was synchronised"
+            return (other.t - self.t) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: log.append("sync"))
+    with StageTimer(pipeline.model, device_type="cuda") as timer:
+        pipeline.run(timer)
+        assert all(isinstance(m, FakeEvent) for _, m in timer.marks)
+        stages = timer.stages()
+    begin, end = timer.marks[0][1].t, timer.marks[-1][1].t
+    assert list(stages)[:4] == ["preprocess", "vision", "prefill", "handoff"]
+    # Seconds, not milliseconds: the stages add up to the host time between the outer marks.
+    assert sum(stages.values()) == pytest.approx(end - begin, rel=1e-9)
+    assert 0 < sum(stages.values()) < 10
+
+
 def test_hooks_and_step_wrapper_are_removed_even_on_error(pipeline):
     model = pipeline.model
     before = _hooks(model)

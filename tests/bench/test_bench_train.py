@@ -147,6 +147,25 @@ def test_sweep_resumes_and_merges_cells(tmp_path):
         run_sweep(dataclasses.replace(cfg, n_boot=51), run_dir=tmp_path, progress=False)
 
 
+def test_sweep_evaluates_another_runs_checkpoints(tmp_path):
+    source = _sweep(tmp_path, ("A3",))
+    trained = run_sweep(source, run_dir=tmp_path / "full", progress=False)
+    early = dataclasses.replace(source, name="early", train_from=str(tmp_path / "full"),
+                                eval=dataclasses.replace(source.eval, scenario="S1E"))
+    res = run_sweep(early, run_dir=tmp_path / "early", progress=False)
+    assert list(res["conditions"]["A3"]) == ["S1E|d=4"]
+    assert not (tmp_path / "early" / "seed0").exists()        # nothing was trained
+    assert res["stage_a"]["0"] == trained["stage_a"]["0"]      # the source's probe is reported
+    assert res["meta"]["config"]["train_from"] == str(tmp_path / "full")
+    assert "train_from" not in trained["meta"]["config"]      # old configurations still match
+    with pytest.raises(ValueError, match="differs in"):
+        run_sweep(dataclasses.replace(early, model=dataclasses.replace(SMALL, num_steps=3)),
+                  run_dir=tmp_path / "other", progress=False)
+    with pytest.raises(FileNotFoundError, match="no sweep at"):
+        run_sweep(dataclasses.replace(early, train_from=str(tmp_path / "missing")),
+                  run_dir=tmp_path / "other2", progress=False)
+
+
 def test_common_random_numbers(tmp_path):
     cfg = _sweep(tmp_path, ("A1", "A5"))
     res = run_sweep(cfg, run_dir=tmp_path, progress=False)

@@ -25,9 +25,11 @@ def test_episode_independent_of_batch(scenario):
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_episode_layout_constraints(scenario):
     ep = sample_episodes(scenario, range(300))
-    lo, hi = (6, 10) if scenario == "S3" else (25, 60)
+    lo, hi = {"S3": (6, 10), "S1E": (6, 12)}.get(scenario, (25, 60))
     assert ep.t_perturb.min() >= lo and ep.t_perturb.max() <= hi
-    if scenario in ("S1", "S2"):
+    if scenario == "S1E":
+        assert (np.linalg.norm(ep.old_goal - ep.start, axis=-1) >= 0.45).all()
+    if scenario in ("S1", "S2", "S1E"):
         assert (np.linalg.norm(ep.new_goal - ep.old_goal, axis=-1) >= 0.4).all()
         # The goal changes exactly at t_perturb and nowhere else.
         changed = np.any(ep.goal_traj[:, 1:] != ep.goal_traj[:, :-1], axis=-1)
@@ -36,6 +38,19 @@ def test_episode_layout_constraints(scenario):
     if scenario == "S3":
         on = ep.wall_on(np.full(ep.n, 10))
         np.testing.assert_array_equal(on, ep.t_perturb <= 10)
+
+
+def test_s1e_jumps_while_the_expert_moves_at_full_speed():
+    """S1E exists because at S1's jump the expert has almost always parked on the old goal."""
+    from xr0lab.bench.expert import rollout_expert
+
+    speeds = {}
+    for sc in ("S1", "S1E"):
+        r = rollout_expert(WorldConfig(sc), range(200), noise=False)
+        rows = np.arange(r.episodes.n)
+        speeds[sc] = np.linalg.norm(r.prev_actions[rows, r.episodes.t_perturb], axis=-1)
+    np.testing.assert_allclose(speeds["S1E"], 0.03, atol=1e-9)
+    assert np.median(speeds["S1"]) < 1e-4 and (speeds["S1"] > 0.025).mean() < 0.05
 
 
 def test_action_norm_clipped_and_positions_clipped():

@@ -1,10 +1,11 @@
-"""`python -m xr0lab dynreach {quick,full,scenarios,ci,merge}`: run, resume or merge a sweep.
+"""`python -m xr0lab dynreach {quick,full,early,scenarios,ci,merge}`: run, resume or merge.
 
     python -m xr0lab dynreach quick                      # one seed, notebook setting
     python -m xr0lab dynreach full --workers 1 --out data/dynreach_results.json
     python -m xr0lab dynreach full --seeds 0 1 2 3 4 --arms A0 A1 A2 A3 A4 A5 A6 A7
     python -m xr0lab dynreach merge full --out data/dynreach_results.json
-    python -m xr0lab dynreach scenarios --workers 2 --out data/dynreach_scenarios.json
+    python -m xr0lab dynreach early --workers 2 --out data/dynreach_early.json  # after full
+    python -m xr0lab dynreach scenarios --workers 2   # S1-S3 mix (see sweep_preset)
 
 A sweep lives in runs/dynreach/<preset> (or --run-dir); rerunning the same command resumes it,
 skipping finished stage-A checkpoints and cells. Threads per worker default to 1.
@@ -24,7 +25,7 @@ from xr0lab.bench.train import set_threads, write_json
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xr0lab dynreach", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("quick", "full", "scenarios", "ci", "merge"))
+    p.add_argument("mode", choices=("quick", "full", "early", "scenarios", "ci", "merge"))
     p.add_argument("preset", nargs="?", default=None,
                    help="merge only: which preset's run to merge (default full)")
     p.add_argument("--arms", nargs="+", help="override the preset's arms (e.g. A0 A3 A5w2)")

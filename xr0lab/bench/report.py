@@ -335,11 +335,11 @@ def _fmt(e, digits: int = 2, pct: bool = False) -> str:
     return f"{e['mean'] * s:.{digits}f}{u} [{e['low'] * s:.{digits}f}, {e['high'] * s:.{digits}f}]"
 
 
-def source_line(results: dict, full: bool) -> str:
+def source_line(results: dict, full: bool, file: str = "data/dynreach_results.json") -> str:
     m = results["meta"]
     seeds = sorted({int(c.rsplit("seed", 1)[1]) for c in m["cells"]})
     n = m["config"]["eval"]["n_episodes"]
-    what = "committed full-sweep results (data/dynreach_results.json)" if full else \
+    what = f"committed {m['name']!r} sweep results ({file})" if full else \
         f"the {m['name']!r} sweep run in this notebook"
     return (f"Source: {what}; {len(seeds)} training seed(s), {n} test episodes per condition, "
             f"{m['threads']} thread(s), created {m['created']}.")

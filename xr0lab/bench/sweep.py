@@ -53,6 +53,9 @@ class SweepConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     n_boot: int = 1000
+    # Evaluate the checkpoints of another run directory (relative paths: to the repository
+    # root) instead of training: its model and training settings must equal these.
+    train_from: str | None = None
 
     def __post_init__(self) -> None:
         for a in self.arms:
@@ -61,7 +64,19 @@ class SweepConfig:
             raise ValueError("SweepConfig.seeds must hold at least one training seed")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["train_from"] is None:   # configurations written before the field existed match
+            del d["train_from"]
+        return d
+
+    def checkpoint_dir(self, run_dir: Path | str) -> Path:
+        """Where this sweep's stage-A/B checkpoints live: run_dir, or `train_from`."""
+        if self.train_from is None:
+            return Path(run_dir)
+        from xr0lab.paths import repo_root
+
+        path = Path(self.train_from)
+        return path if path.is_absolute() else repo_root() / path
 
 
 def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
@@ -87,17 +102,31 @@ def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
             "full", ("A3", "A5", "A6", "A1", "A0"), (0, 1, 2),
             train=TrainSettings(stage_a_steps=1500, stage_b_steps=500),
             eval=EvalSettings(n_episodes=256, kappa_scales=(0.5, 1.0, 2.0)), n_boot=1000)
+    elif name == "early":
+        # The full sweep's trained policies, evaluated in S1E: the S1 scene with the jump at
+        # t_p in [6, 12], while the agent still moves toward the old goal at full speed.
+        full = sweep_preset("full")
+        cfg = dataclasses.replace(
+            full, name="early", arms=("A3", "A5", "A6", "A1", "A0", "A2", "A4", "A7"),
+            seeds=(0, 1, 2, 3, 4),
+            eval=dataclasses.replace(full.eval, scenario="S1E", delays=(0, 2, 4, 6, 8)),
+            train_from="runs/dynreach/full")
     elif name == "scenarios":
         # Trained on S1-S3 at once and evaluated in each. S3's wall appears while the agent is
         # still moving toward the goal, so a policy that extends its committed prefix drives
         # at the wall: the setting where copying costs reaction time.
+        # EXPERIMENTAL, not yet a working policy: one-seed pilots (stage A 1500 steps, B 300,
+        # 96 test episodes, d = 2 and 4) reached cup success S1 18-23%, S2 1-4%, S3 1-3% on
+        # this mix (goal probe R² 0.77); trained on S3 alone, 0-2% (the agent drives into the
+        # wall and stays; probe R² 0.995); on S2 alone 1-4% (probe R² 0.47: the lamp-colour
+        # match is not read). The tier-0 encoder at 32 px needs more capacity or data here.
         cfg = SweepConfig(
             "scenarios", ("A3", "A5", "A6", "A1", "A0"), (0, 1, 2),
             train=TrainSettings(scenario=SCENARIO_MIX, stage_a_steps=2500, stage_b_steps=500),
             eval=EvalSettings(scenario=SCENARIO_MIX, delays=(0, 2, 4, 6), n_episodes=256),
             n_boot=1000)
     else:
-        raise ValueError(f"unknown sweep preset {name!r}; expected ci, quick, full or "
+        raise ValueError(f"unknown sweep preset {name!r}; expected ci, quick, full, early or "
                          "scenarios")
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
@@ -136,6 +165,21 @@ def _check_config(run_dir: Path, config: SweepConfig, on_mismatch: str = "error"
     write_json(mine, path)
 
 
+def _check_train_source(config: SweepConfig, run_dir: Path) -> None:
+    """A sweep that evaluates another run's checkpoints needs that run's model and training
+    settings (else its checkpoints are not the policies this config describes)."""
+    src = config.checkpoint_dir(run_dir)
+    path = src / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"train_from={config.train_from!r}: no sweep at {src} "
+                                f"(run that sweep first; expected {path})")
+    theirs = json.loads(path.read_text())
+    mine = json.loads(json.dumps(config.to_dict()))
+    diff = [k for k in ("model", "train") if theirs.get(k) != mine[k]]
+    if diff:
+        raise ValueError(f"train_from={config.train_from!r}: {path} differs in {diff}")
+
+
 def _stage_a_unit(run_dir: str, seed: int, config: SweepConfig, threads: int,
                   progress: bool) -> dict:
     set_threads(threads)
@@ -152,9 +196,11 @@ def _cell_unit(run_dir: str, arm_id: str, seed: int, config: SweepConfig, thread
         return {"arm": arm_id, "seed": seed, "seconds": 0.0, "skipped": True}
     t0 = time.perf_counter()
     arm = get_arm(arm_id)
-    train_stage_b(run_dir, seed, arm, config.model, config.train, progress=progress)
+    if config.train_from is None:
+        train_stage_b(run_dir, seed, arm, config.model, config.train, progress=progress)
     t_train = time.perf_counter() - t0
-    model, ck = load_policy(run_dir, seed, arm, config.model, config.train.freq_coef)
+    model, ck = load_policy(config.checkpoint_dir(run_dir), seed, arm, config.model,
+                            config.train.freq_coef)
     result = evaluate_arm(model, arm, config.eval, progress=progress)
     result.update(arm=arm_id, seed=seed, train_seconds=t_train,
                   eval_seconds=time.perf_counter() - t0 - t_train,
@@ -184,6 +230,8 @@ def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers
 
     run_dir = Path(run_dir or default_run_dir(config.name))
     _check_config(run_dir, config, on_mismatch)
+    if config.train_from is not None:
+        _check_train_source(config, run_dir)
     t0 = time.perf_counter()
     set_threads(threads)
     inner = progress and workers == 1
@@ -193,7 +241,8 @@ def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers
             if not cell_path(run_dir, a, s).exists()]
     if max_cells is not None:
         todo = todo[:max_cells]
-    seeds = sorted({s for _, s in todo})
+    # Stage A of the seeds still to do (none when evaluating another run's checkpoints).
+    seeds = sorted({s for _, s in todo}) if config.train_from is None else []
     if workers == 1:
         # In-process: no pickling of the config, and tqdm bars nest cleanly.
         for s in tqdm(seeds, desc="stage A", disable=not progress):
@@ -355,7 +404,7 @@ def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
                             c["train_seconds"], "eval_seconds": c["eval_seconds"]} for c in cs]
     stage_a = {}
     for s in config.seeds:
-        path = run_dir / f"seed{s}" / "stage_a.pt"
+        path = config.checkpoint_dir(run_dir) / f"seed{s}" / "stage_a.pt"
         if path.exists():
             ck = torch.load(path, weights_only=False)
             stage_a[str(s)] = {"probe": ck["probe"], "wall_s": ck["wall_s"],
@@ -368,7 +417,8 @@ def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
                  # Compute spent in the cells and stage A, whatever runs produced them.
                  "compute_s": float(sum(c["train_seconds"] + c["eval_seconds"]
                                         for c in cells.values())
-                                    + sum(v["wall_s"] for v in stage_a.values())),
+                                    + (sum(v["wall_s"] for v in stage_a.values())
+                                       if config.train_from is None else 0.0)),
                  "run_dir": str(run_dir), "config": config.to_dict(),
                  "cells": sorted(f"{a}_seed{s}" for a, s in cells),
                  "primary_endpoint": f"{PRIMARY_METRIC} at {PRIMARY_CONDITION} cup, "
@@ -425,7 +475,8 @@ def backfill_moving_conflict(run_dir: Path | str, config: SweepConfig) -> int:
     for (a, s), cell in load_cells(run_dir, config).items():
         if "conflict_moving" in cell:
             continue
-        model, _ = load_policy(run_dir, s, get_arm(a), config.model, config.train.freq_coef)
+        model, _ = load_policy(config.checkpoint_dir(run_dir), s, get_arm(a), config.model,
+                               config.train.freq_coef)
         cell["conflict_moving"] = conflict_test(model, get_arm(a), config.eval, moving=True)
         _write_cell(cell_path(run_dir, a, s), cell)
         n += 1

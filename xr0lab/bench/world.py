@@ -34,8 +34,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-Scenario = Literal["S1", "S2", "S3", "S4"]
-SCENARIOS: tuple[str, ...] = ("S1", "S2", "S3", "S4")
+Scenario = Literal["S1", "S2", "S3", "S4", "S1E"]
+# S1E is S1 with an early jump, while the agent is still under way (an addition to the spec's
+# S1-S4, for policies trained on S1: same scene, same instruction, only the timing differs).
+SCENARIOS: tuple[str, ...] = ("S1", "S2", "S3", "S4", "S1E")
 
 V_MAX = 0.03
 EPISODE_TICKS = 120
@@ -56,6 +58,7 @@ INSTRUCTIONS: dict[str, str] = {
     "S2": "go to the target matching the lamp",  # constant: the goal changes only in pixels
     "S3": "reach the target around the wall",
     "S4": "follow the moving target",
+    "S1E": "reach the target",  # S1's instruction: the variant differs only in timing
 }
 
 # Scene geometry.
@@ -231,8 +234,8 @@ def sample_episodes(scenario: str, seeds: Sequence[int] | np.ndarray,
     # geometry below is vectorised across episodes while each episode stays seed-determined.
     u = np.stack([episode_rng(s, scenario, "world").random((64, 12)) for s in seeds]) \
         if len(seeds) else np.zeros((0, 64, 12))
-    return {"S1": _sample_s1, "S2": _sample_s2, "S3": _sample_s3, "S4": _sample_s4}[scenario](
-        seeds, u, ticks)
+    return {"S1": _sample_s1, "S2": _sample_s2, "S3": _sample_s3, "S4": _sample_s4,
+            "S1E": _sample_s1e}[scenario](seeds, u, ticks)
 
 
 def _first_valid(ok: np.ndarray, scenario: str) -> np.ndarray:
@@ -261,14 +264,26 @@ def _step_goal(before: np.ndarray, after: np.ndarray, t_p: np.ndarray, ticks: in
     return np.where((t[None, :] >= t_p[:, None])[..., None], after[:, None], before[:, None])
 
 
-def _sample_s1(seeds, u, ticks):
+def _sample_s1(seeds, u, ticks, name: str = "S1", window: tuple[int, int] = (25, 60),
+               min_first_leg: float = 0.3):
     start, g0, g1 = _ramp(_LO, _HI, u[..., 0:2]), _ramp(_LO, _HI, u[..., 2:4]), \
         _ramp(_LO, _HI, u[..., 4:6])
-    ok = (np.linalg.norm(g0 - start, axis=-1) >= 0.3) & (np.linalg.norm(g1 - g0, axis=-1) >= 0.4)
-    k = _first_valid(ok, "S1")
+    ok = ((np.linalg.norm(g0 - start, axis=-1) >= min_first_leg)
+          & (np.linalg.norm(g1 - g0, axis=-1) >= 0.4))
+    k = _first_valid(ok, name)
     start, g0, g1 = _pick(start, k), _pick(g0, k), _pick(g1, k)
-    t_p = _perturb_tick(u[:, 0, 6], 25, 60)
-    return Episodes("S1", seeds, start, _step_goal(g0, g1, t_p, ticks), g0, g1, t_p, t_p)
+    t_p = _perturb_tick(u[:, 0, 6], *window)
+    return Episodes(name, seeds, start, _step_goal(g0, g1, t_p, ticks), g0, g1, t_p, t_p)
+
+
+# S1E timing: the target jumps at t_p in [6, 12] and the first leg is >= 0.45 long. The expert
+# reaches v_max after 5 ticks and covers at most ~0.3 by tick 12, so at the jump it is still
+# >= 0.15 from the old goal, outside its 0.1 slowing radius: moving at full speed.
+S1E_PERTURB_TICKS = (6, 12)
+
+
+def _sample_s1e(seeds, u, ticks):
+    return _sample_s1(seeds, u, ticks, "S1E", S1E_PERTURB_TICKS, min_first_leg=0.45)
 
 
 def _sample_s2(seeds, u, ticks):
