@@ -150,7 +150,7 @@ def plot_scenarios(results: dict, arms: Sequence[str], metrics: Sequence[tuple[s
 
 
 SCENARIO_NAMES = {"S1": "jump-reach", "S2": "cue switch", "S3": "pop-up wall",
-                  "S4": "moving target"}
+                  "S4": "moving target", "S1E": "early jump, agent moving"}
 
 
 def plot_pareto(results: dict, arms: Sequence[str], delay: int = 4, scenario: str = "S1"):
@@ -251,7 +251,7 @@ def plot_frame_strip(results: dict, arms: Sequence[str], episode: int = 0, n_fra
     arms = [a for a in present(results, arms) if a in results["examples"]]
     ex0 = results["examples"][arms[0]]
     seed = ex0["seeds"][episode]
-    ep = sample_episodes("S1", [seed])
+    ep = sample_episodes(ex0["condition"].split("|", 1)[0], [seed])
     tp = int(ep.t_perturb[0])
     ticks = np.linspace(max(tp - 8, 0), min(tp + 40, 119), n_frames).astype(int)
     fig, axes = plt.subplots(len(arms), n_frames, figsize=(1.6 * n_frames, 1.7 * len(arms)))
@@ -414,8 +414,8 @@ def findings_scenarios(results: dict, delay: int = 4) -> str:
                     r["a"] == "A3" and r["b"] in ("A5", "A6"):
                 verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
                 out.append(f"  ERT(A3) - ERT({r['b']}) in {sc}: {r['mean']:+.2f} ticks "
-                           f"[{r['low']:+.2f}, {r['high']:+.2f}], Holm p = {r['p_holm']:.3g} "
-                           f"({verdict}).")
+                           f"[{r['low']:+.2f}, {r['high']:+.2f}], p = {r['p_value']:.3g}, "
+                           f"Holm p = {r['p_holm']:.3g} ({verdict} after Holm).")
     wall = results.get("conflict_wall", {})
     parts = []
     for a in present(results, ("A3", "A4", "A5", "A6", "A7")):
@@ -432,16 +432,16 @@ def findings_scenarios(results: dict, delay: int = 4) -> str:
     return "\n".join(out)
 
 
-def findings_prefix(results: dict, delay: int = 4) -> str:
+def findings_prefix(results: dict, delay: int = 4, scenario: str = "S1") -> str:
     """Notebook 06's findings, every number read from `results`."""
-    cond = f"S1|d={delay}"
+    cond = f"{scenario}|d={delay}"
     out = []
     for a in present(results, ("A0", "A1", "A2", "A3")):
         e = results["conditions"][a].get(cond)
         if e is None:
             continue
         p = e["pooled"]
-        out.append(f"{a} ({ARMS[a].label}) at d = {delay}: success plain "
+        out.append(f"{a} ({ARMS[a].label}) at d = {delay} in {scenario}: success plain "
                    f"{_fmt(e['success_plain'], 1, True)}, cup {_fmt(e['success_cup'], 1, True)}; "
                    f"spill {_fmt(e['spill_cup'], 3)}; boundary ratio {p['boundary_ratio']:.2f}; "
                    f"jerk {e['jerk']['mean']:.4f}; throughput {p['throughput_cup']:.1f} (cup) / "
