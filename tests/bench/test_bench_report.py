@@ -65,3 +65,6 @@ def test_scenario_grid_has_a_row_per_scenario():
     line = axes[0].get_lines()[0]
     np.testing.assert_allclose(line.get_xdata(), [0, 4])
     np.testing.assert_allclose(line.get_ydata(), [0.90, 0.80])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

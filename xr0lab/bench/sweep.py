@@ -394,8 +394,10 @@ def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
             attention[a] = {k: _nanmean_arr([c["attention"][k] for c in cs])
                             for k in cs[0]["attention"]}
         cost[a] = {k: _nanmean([c["cost"][k] for c in cs]) for k in cs[0]["cost"]}
-        ex_cond = PRIMARY_CONDITION if PRIMARY_CONDITION in cs[0]["conditions"] else \
-            next(iter(cs[0]["conditions"]))
+        # The primary condition, else the first scenario's condition at the primary delay.
+        conds = cs[0]["conditions"]
+        at_delay = [k for k in conds if k.endswith("|" + PRIMARY_CONDITION.split("|")[1])]
+        ex_cond = next((k for k in (PRIMARY_CONDITION, *at_delay) if k in conds), next(iter(conds)))
         ex = cs[0]["conditions"][ex_cond]["example"]
         examples[a] = {"condition": ex_cond, "seed": cs[0]["seed"],
                        **{k: np.asarray(v).round(5).tolist() for k, v in ex.items()}}
