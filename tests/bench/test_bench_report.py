@@ -68,3 +68,29 @@ def test_scenario_grid_has_a_row_per_scenario():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_window_sweep_orders_band_arms_by_w():
+    def arm(success, ert):
+        return {"S1|d=4": _entry(4, success, ert)}
+
+    results = {"conditions": {"A3": arm((0.9, 0.8, 1.0), (0.0, -0.1, 0.1)),
+                              "A5": arm((0.8, 0.7, 0.9), (0.5, 0.4, 0.6)),
+                              "A5w1": arm((0.6, 0.5, 0.7), (1.0, 0.9, 1.1)),
+                              "A6": arm((0.7, 0.6, 0.8), (0.2, 0.1, 0.3)),
+                              "A7": arm((0.7, 0.6, 0.8), (0.2, 0.1, 0.3))},
+               "conflict": {"A5w1": {"C": [None] * 8 + [0.5, 0.25] + [None] * 6},
+                            "A5": {"C": [0.1] * 16}}}
+    # A6 (hard block) and A7 (band plus RoPE offset, hiding, reweighting) are not windows.
+    assert report.window_arms(results) == [(1, "A5w1"), (4, "A5")]
+    assert report.findings_window(results) == (
+        "Λ band window at S1|d=4 (cup): w = 1 (A5w1): success 60.0% [50.0, 70.0], ERT 1.00 "
+        "[0.90, 1.10], C(k >= 8) 0.38; w = 4 (A5): success 80.0% [70.0, 90.0], ERT "
+        "0.50 [0.40, 0.60], C(k >= 8) 0.10.")
+    assert report.findings_window(results, scenario="S1E") == "No Λ-band arms evaluated at S1E|d=4."
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    fig = report.plot_window_sweep(results)
+    np.testing.assert_allclose(fig.axes[2].get_lines()[0].get_ydata(), [0.375, 0.1])
+    plt.close(fig)

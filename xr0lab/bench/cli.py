@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, help="override the training seeds")
     p.add_argument("--episodes", type=int, help="test episodes per condition")
     p.add_argument("--run-dir", type=Path, help="default runs/dynreach/<preset>")
+    p.add_argument("--train-from", help="evaluate the checkpoints of this run directory "
+                   "instead of training (same model and training settings)")
     p.add_argument("--out", type=Path, help="results JSON (default <run-dir>/results.json)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
@@ -50,6 +52,8 @@ def dynreach_main(argv: list[str] | None = None) -> int:
         changes["seeds"] = tuple(args.seeds)
     if args.episodes:
         changes["eval"] = dataclasses.replace(config.eval, n_episodes=args.episodes)
+    if args.train_from:
+        changes["train_from"] = args.train_from
     config = dataclasses.replace(config, **changes) if changes else config
     if args.workers < 1:
         raise SystemExit(f"--workers must be >= 1, got {args.workers}")

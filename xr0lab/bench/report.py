@@ -153,6 +153,59 @@ SCENARIO_NAMES = {"S1": "jump-reach", "S2": "cue switch", "S3": "pop-up wall",
                   "S4": "moving target", "S1E": "early jump, agent moving"}
 
 
+def window_arms(results: dict) -> list[tuple[int, str]]:
+    """(w, arm id) of the Λ-band arms present, sorted by w (A5 is the band at w = 4)."""
+    out = [(ARMS[a].window, a) for a in results["conditions"]
+           if a in ARMS and ARMS[a].attention == "band" and ARMS[a].runtime == "prefix"
+           and not ARMS[a].rope_offset and not ARMS[a].prefix_hiding]
+    return sorted(set(out))
+
+
+def plot_window_sweep(results: dict, delay: int = 4, scenario: str = "S1"):
+    """The Λ band's window w against cup success, ERT and the late copy score C(k >= 8), with
+    the full mask (A3) as a dashed reference: does a narrower band copy less, and at what cost?"""
+    plt = _plt()
+    cond = f"{scenario}|d={delay}"
+    rows = [(w, a) for w, a in window_arms(results) if cond in results["conditions"][a]]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    if not rows:
+        for ax in axes:
+            ax.set_axis_off()
+        axes[1].set_title(f"no Λ-band arms at {cond}", fontsize=9)
+        return fig
+    w = np.array([r[0] for r in rows])
+    for ax, metric, title in ((axes[0], "success_cup", "success, cup mode"),
+                              (axes[1], "ert", "excess reaction time (ticks)")):
+        es = [results["conditions"][a][cond][metric] for _, a in rows]
+        m = np.array([e["mean"] for e in es], float)
+        ax.errorbar(w, m, yerr=[m - np.array([e["low"] for e in es], float),
+                                np.array([e["high"] for e in es], float) - m],
+                    marker="o", color=COLOURS["A5"], capsize=3, label="A5 Λ band")
+        ref = results["conditions"].get("A3", {}).get(cond, {}).get(metric)
+        if ref is not None:
+            ax.axhline(ref["mean"], color=COLOURS["A3"], ls="--", label="A3 full mask")
+        ax.set_title(f"{title}, {cond}", fontsize=9)
+    late = [_late_copy(results.get("conflict", {}).get(a)) for _, a in rows]
+    axes[2].plot(w, late, marker="o", color=COLOURS["A5"])
+    ref = _late_copy(results.get("conflict", {}).get("A3"))
+    if ref is not None:
+        axes[2].axhline(ref, color=COLOURS["A3"], ls="--")
+    axes[2].set_title("late copy score mean C(k >= 8)", fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(w, [str(v) for v in w])
+        ax.set_xlabel("band window w")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _late_copy(cf: dict | None, late_from: int = 8) -> float | None:
+    """Mean C(k) over k >= late_from, or None where C is missing."""
+    vals = [v for v in ((cf or {}).get("C") or [])[late_from:] if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def plot_pareto(results: dict, arms: Sequence[str], delay: int = 4, scenario: str = "S1"):
     """Reactivity vs smoothness: ERT against cup spill and against jerk at one delay."""
     plt = _plt()
@@ -363,18 +416,18 @@ def findings_lambda(results: dict, delay: int = 4) -> str:
     out = [primary_text(results)]
     for a in arms:
         cf = results["conflict"].get(a, {})
-        C = [v for v in (cf.get("C") or [])[8:] if v is not None]
+        C = _late_copy(cf)
         mv = results.get("conflict_moving", {}).get(a)
-        Cm = [v for v in ((mv or {}).get("C") or [])[8:] if v is not None]
+        Cm = _late_copy(mv)
         out.append(
             f"{a}: success (cup) {_fmt(results['conditions'][a].get(cond, {}).get('success_cup'), 1, True)}, "
             f"ERT {_fmt(results['conditions'][a].get(cond, {}).get('ert'))} ticks, "
             f"obs-following index {cf.get('obs_following_index', float('nan')):.2f}, "
             f"copy fraction {cf.get('copy_fraction', float('nan')):.2f}"
-            + (f", mean C(k >= 8) = {np.mean(C):.2f}" if C else "")
+            + (f", mean C(k >= 8) = {C:.2f}" if C is not None else "")
             + (f"; moving agent: obs-following {mv['obs_following_index']:.2f}, copy fraction "
                f"{mv['copy_fraction']:.2f}" if mv else "")
-            + (f", mean C(k >= 8) = {np.mean(Cm):.2f}" if Cm else "") + ".")
+            + (f", mean C(k >= 8) = {Cm:.2f}" if Cm is not None else "") + ".")
     att = results.get("attention", {})
     if "A3" in att and "A5" in att:
         out.append(f"Attention mass on the prefix from late rows (k >= 8), mean over layers: "
@@ -392,6 +445,22 @@ def findings_lambda(results: dict, delay: int = 4) -> str:
                    f"{np.mean(r2):.3f} (min {np.min(r2):.3f} over {len(r2)} seed(s)); "
                    f"{readable}.")
     return "\n".join(out)
+
+
+def findings_window(results: dict, delay: int = 4, scenario: str = "S1") -> str:
+    """One line per Λ-band window: cup success, ERT and late C(k), read from `results`."""
+    cond = f"{scenario}|d={delay}"
+    parts = []
+    for w, a in window_arms(results):
+        e = results["conditions"][a].get(cond)
+        if e is None:
+            continue
+        c = _late_copy(results.get("conflict", {}).get(a))
+        parts.append(f"w = {w} ({a}): success {_fmt(e.get('success_cup'), 1, True)}, ERT "
+                     f"{_fmt(e.get('ert'))}" + (f", C(k >= 8) {c:.2f}" if c is not None else ""))
+    if not parts:
+        return f"No Λ-band arms evaluated at {cond}."
+    return f"Λ band window at {cond} (cup): " + "; ".join(parts) + "."
 
 
 def findings_scenarios(results: dict, delay: int = 4) -> str:
@@ -422,8 +491,7 @@ def findings_scenarios(results: dict, delay: int = 4) -> str:
         cf = wall.get(a)
         if cf is None:
             continue
-        C = [v for v in (cf.get("C") or [])[8:] if v is not None]
-        parts.append(f"{a} C(k >= 8) = {np.mean(C):.2f}, late actions "
+        parts.append(f"{a} C(k >= 8) = {_late_copy(cf):.2f}, late actions "
                      f"{cf['late_distance_fresh']:.4f} from the detour vs "
                      f"{cf['late_distance_stale']:.4f} from the stale straight plan")
     if parts:

@@ -101,7 +101,7 @@ def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
         cfg = SweepConfig(
             "full", ("A3", "A5", "A6", "A1", "A0"), (0, 1, 2),
             train=TrainSettings(stage_a_steps=1500, stage_b_steps=500),
-            eval=EvalSettings(n_episodes=256, kappa_scales=(0.5, 1.0, 2.0)), n_boot=1000)
+            eval=EvalSettings(n_episodes=512, kappa_scales=(0.5, 1.0, 2.0)), n_boot=1000)
     elif name == "early":
         # The full sweep's trained policies, evaluated in S1E: the S1 scene with the jump at
         # t_p in [6, 12], while the agent still moves toward the old goal at full speed.
@@ -109,7 +109,8 @@ def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
         cfg = dataclasses.replace(
             full, name="early", arms=("A3", "A5", "A6", "A1", "A0", "A2", "A4", "A7"),
             seeds=(0, 1, 2, 3, 4),
-            eval=dataclasses.replace(full.eval, scenario="S1E", delays=(0, 2, 4, 6, 8)),
+            eval=dataclasses.replace(full.eval, scenario="S1E", delays=(0, 2, 4, 6, 8),
+                                     n_episodes=256),
             train_from="runs/dynreach/full")
     elif name == "scenarios":
         # Trained on S1-S3 at once and evaluated in each. S3's wall appears while the agent is
