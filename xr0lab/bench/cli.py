@@ -9,6 +9,14 @@
 
 A sweep lives in runs/dynreach/<preset> (or --run-dir); rerunning the same command resumes it,
 skipping finished stage-A checkpoints and cells. Threads per worker default to 1.
+
+The committed results (arms with 5 seeds, then arms with 3; `merge` reads whatever exists):
+
+    python -m xr0lab dynreach full --arms A3 A5 A6 A1 A0 --seeds 0 1 2 3 4 --workers 2
+    python -m xr0lab dynreach full --arms A2 A4 A7 A5w1 A5w2 A5w8 --seeds 0 1 2 --workers 2
+    python -m xr0lab dynreach merge full --arms A3 A5 A6 A1 A0 A2 A4 A7 A5w1 A5w2 A5w8 \\
+        --seeds 0 1 2 3 4 --out data/dynreach_results.json
+    # the same three lines with `early` instead of `full` -> data/dynreach_early.json
 """
 
 from __future__ import annotations
