@@ -88,7 +88,7 @@ def test_ci_runs_the_readme_test_command():
 def test_attention_falls_back_to_sdpa_without_flash_attn():
     from transformers.utils import is_flash_attn_2_available
 
-    from xr0lab.vlm import resolve_attn_implementation
+    from xr0lab.model.vlm import resolve_attn_implementation
 
     if is_flash_attn_2_available():
         pytest.skip("flash-attn is installed here")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from xr0lab.notebooks import NOTEBOOKS, notebook_path, run_notebook
-from xr0lab.paths import figures_dir, repo_root
+from xr0lab.workspace.notebooks import NOTEBOOKS, notebook_path, run_notebook
+from xr0lab.workspace.paths import figures_dir, repo_root
 
 PRESENT = [name for name, file in NOTEBOOKS.items() if (repo_root() / "notebooks" / file).is_file()]
 

@@ -14,8 +14,8 @@ import sys
 
 
 def _walkthrough(args: argparse.Namespace) -> int:
-    from xr0lab.notebooks import run_notebook
-    from xr0lab.paths import figures_dir
+    from xr0lab.workspace.notebooks import run_notebook
+    from xr0lab.workspace.paths import figures_dir
 
     _, seconds = run_notebook("walkthrough", save=not args.no_save)
     summary_path = figures_dir() / "01_summary.json"
@@ -27,7 +27,7 @@ def _walkthrough(args: argparse.Namespace) -> int:
 
 
 def _notebook(args: argparse.Namespace) -> int:
-    from xr0lab.notebooks import run_notebook
+    from xr0lab.workspace.notebooks import run_notebook
 
     _, seconds = run_notebook(args.name, save=not args.no_save, quick=args.quick or None)
     print(f"{args.name}: ran in {seconds:.1f} s")
@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Subcommands with their own parsers get the rest of the line untouched.
     if argv and argv[0] == "profile":
-        from xr0lab.profiling import profile_main
+        from xr0lab.latency.profiling import profile_main
 
         return profile_main(argv[1:]) or 0
     if argv and argv[0] == "dynreach":
-        from xr0lab.bench.cli import dynreach_main
+        from xr0lab.dynreach.cli import dynreach_main
 
         return dynreach_main(argv[1:]) or 0
     parser = argparse.ArgumentParser(prog="xr0lab", description=__doc__,

@@ -9,7 +9,7 @@ plot.py       timeline plots (matplotlib imported lazily)
 """
 
 from xr0lab.runtime.executor import ChunkExecutor, ModelPolicy, RealTimeRunner
-from xr0lab.runtime.plot import plot_actions, plot_paths, plot_timeline
+from xr0lab.plots.timeline import plot_actions, plot_paths, plot_timeline
 from xr0lab.runtime.reanchor import (ActionLayout, DeltaReanchor, axis_angle_to_matrix,
                                      matrix_to_axis_angle, reanchor_actions)
 from xr0lab.runtime.scene import IndexPolicy, PursuitPolicy, PursuitScene, SceneRun, run_scene

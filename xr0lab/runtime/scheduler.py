@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xr0lab.metrics import Smoothness, seams_from_chunk_ids, smoothness
+from xr0lab.runtime.smoothness import Smoothness, seams_from_chunk_ids, smoothness
 from xr0lab.runtime.timing import (HOLD_KINDS, TICK_KINDS, Array, ChunkRecord, ExecutorConfig,
                                    InferenceRequest, InvariantMonitor, Reanchorer, TickKind,
                                    TickRecord, _copy, _like, _max_abs_diff, _zeros_like,
@@ -134,7 +134,7 @@ class ChunkScheduler:
             why = "an inference is in flight" if self.in_flight else "the current chunk runs on"
             raise RuntimeError(f"tick {self._tick}: begin_inference called while {why}")
         cfg, cur = self.config, self._current
-        H, mode = cfg.chunk_length, cfg.mode
+        H, strategy = cfg.chunk_length, cfg.strategy
         remainder = None
         if cur is not None:
             i = self._tick - cur.anchor_tick
@@ -144,13 +144,13 @@ class ChunkScheduler:
         # many in-flight ticks must equal them; covered: in-flight ticks that run the old chunk
         # without counting as an overrun.
         committed, hard_len, committed_len, covered, weights = None, 0, 0, rem_len, None
-        if mode == "sync":
+        if strategy == "sync":
             covered = 0
-        elif mode == "prefix" and rem_len > 0:
+        elif strategy == "prefix" and rem_len > 0:
             # Short only after an overrun pushed the trigger late; visible as prefix_length < p.
             hard_len = committed_len = covered = min(cfg.prefix_length, rem_len)
             committed = _copy(remainder[..., :hard_len, :])
-        elif mode == "guided" and rem_len > 0:
+        elif strategy == "guided" and rem_len > 0:
             committed = _copy(remainder)
             committed_len = min(self.delay_estimate, rem_len)
             weights = _like(guidance_weights(H, self.delay_estimate, rem_len), remainder)
@@ -195,7 +195,7 @@ class ChunkScheduler:
         self.check_chunk(chunk)
         cfg, t = self.config, self._tick
         delta = t - flight.trigger_tick
-        sync = cfg.mode == "sync"
+        sync = cfg.strategy == "sync"
         anchor, start = (t, 0) if sync else (flight.trigger_tick, delta)
         overrun = not sync and flight.has_previous and delta > flight.covered
         self.monitor.on_arrival(flight.id, flight.committed, flight.executed)
@@ -219,7 +219,7 @@ class ChunkScheduler:
         i = self._tick - cur.anchor_tick
         if flight is None:
             return ("prefix" if i < cur.prefix_length else "fresh"), i
-        if cfg.mode == "sync":
+        if cfg.strategy == "sync":
             return "hold", None
         if i >= cfg.chunk_length:
             return "starved", None

@@ -6,7 +6,7 @@ Timeline vocabulary (architecture spec section 9, benchmark spec section 3):
     k  trigger = H - s           d  inference delay in ticks
     p  prefix length (prefix mode: committed actions the next chunk is conditioned on)
 
-Modes:
+Execution strategies (ExecutorConfig.strategy):
     "sync"    capture, hold while inferring, execute new[0:s] (chunk anchored at its arrival).
     "naive"   trigger with k actions left, keep executing the old chunk, switch to new[d] when it
               arrives; the policy gets no prefix.
@@ -35,7 +35,7 @@ import torch
 from xr0lab.config import ConfigError
 
 Array = Union[torch.Tensor, np.ndarray]
-ExecutionMode = Literal["sync", "naive", "prefix", "guided"]
+ExecutionStrategy = Literal["sync", "naive", "prefix", "guided"]
 # What to do when an inference outlasts the actions it was told are committed (jittered d > p):
 # "extend" keeps executing the old chunk's remainder, "hold" sends the hold action. Either way the
 # new chunk starts at index delta (time-aligned), and the event is counted.
@@ -46,7 +46,7 @@ TickKind = Literal["fresh", "prefix", "committed", "bridge", "extend", "hold", "
                    "starved"]
 TICK_KINDS: tuple[str, ...] = get_args(TickKind)
 HOLD_KINDS = frozenset({"hold", "fallback_hold", "starved"})
-_MODES: tuple[str, ...] = get_args(ExecutionMode)
+_STRATEGIES: tuple[str, ...] = get_args(ExecutionStrategy)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ExecutorConfig:
     execution_horizon: int = 8      # s
     delay: int = 3                  # d (ticks)
     prefix_length: int = 3          # p (prefix mode only; 0 otherwise)
-    mode: ExecutionMode = "prefix"
+    strategy: ExecutionStrategy = "prefix"
     overrun: OverrunPolicy = "extend"
     hold_action: HoldAction = "zero"
 
@@ -67,8 +67,9 @@ class ExecutorConfig:
                         ("prefix_length", p)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise ConfigError(f"ExecutorConfig.{name} must be an int, got {v!r}")
-        if self.mode not in _MODES:
-            raise ConfigError(f"ExecutorConfig.mode must be one of {_MODES}, got {self.mode!r}")
+        if self.strategy not in _STRATEGIES:
+            raise ConfigError(f"ExecutorConfig.strategy must be one of {_STRATEGIES}, got "
+                              f"{self.strategy!r}")
         if self.overrun not in get_args(OverrunPolicy):
             raise ConfigError(f"ExecutorConfig.overrun must be 'extend' or 'hold', got "
                               f"{self.overrun!r}")
@@ -80,11 +81,11 @@ class ExecutorConfig:
                               f"H={H}, s={s}")
         if d < 0 or p < 0:
             raise ConfigError(f"delay d={d} and prefix_length p={p} must be >= 0")
-        if self.mode != "sync" and d > H - s:
+        if self.strategy != "sync" and d > H - s:
             raise ConfigError(f"delay d={d} > chunk_length - execution_horizon = H - s = {H - s}: "
-                              f"the old chunk runs out before the new one arrives (mode "
-                              f"{self.mode!r}, H={H}, s={s})")
-        if self.mode == "prefix":
+                              f"the old chunk runs out before the new one arrives (strategy "
+                              f"{self.strategy!r}, H={H}, s={s})")
+        if self.strategy == "prefix":
             if p < d:
                 raise ConfigError(f"prefix_length p={p} < delay d={d}: actions executed during "
                                   f"inference would not be in the new chunk's prefix (need p >= d)")
@@ -92,8 +93,8 @@ class ExecutorConfig:
                 raise ConfigError(f"prefix_length p={p} > H - s = {H - s}: the prefix must come "
                                   f"from the committed remainder of the old chunk (H={H}, s={s})")
         elif p != 0:
-            raise ConfigError(f"prefix_length p={p} is only meaningful in mode 'prefix'; mode "
-                              f"{self.mode!r} needs p=0")
+            raise ConfigError(f"prefix_length p={p} is only meaningful with strategy 'prefix'; "
+                              f"strategy {self.strategy!r} needs p=0")
 
     @property
     def trigger(self) -> int:

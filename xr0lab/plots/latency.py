@@ -1,0 +1,204 @@
+"""Figures and a what-if explorer for latency: predicted breakdowns, measured vs predicted stages,
+reaction-time floors of the async executor. Plots are made from records (`xr0lab.latency.profiling`) and
+predictions (`xr0lab.latency.costmodel`); nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from xr0lab.latency import costmodel
+from xr0lab.config import XR0Config, preset
+from xr0lab.runtime.planner import Plan
+
+STAGE_GROUPS = ("preprocess", "vision", "prefill", "handoff", "dit", "postprocess")
+_COLORS = dict(zip(STAGE_GROUPS, ("#999999", "#4c72b0", "#dd8452", "#8172b3", "#55a868",
+                                  "#c44e52")))
+
+
+def plot_predicted_breakdown(config: XR0Config | None = None,
+                             workload: costmodel.Workload = costmodel.RELEASED,
+                             devices: Sequence[costmodel.Device] | None = None, *,
+                             reported_s: float | None = costmodel.REPORTED_RTX4090_S,
+                             fusion: costmodel.Fusion = "none", path: str | Path | None = None,
+                             ax=None):
+    """Stacked bars of predicted ms per stage group, one bar per device; the reported RTX 4090
+    latency as a marker on its bar."""
+    import matplotlib.pyplot as plt
+
+    config = config or preset("xr0")
+    devices = list(devices or costmodel.DEVICES.values())
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 1.2 + 0.55 *
+                                                                         len(devices)))
+    for row, dev in enumerate(devices):
+        groups = costmodel.group_stages(costmodel.predict(config, workload, dev, fusion=fusion))
+        left = 0.0
+        for g in STAGE_GROUPS:
+            ms = groups.get(g, 0.0) * 1e3
+            ax.barh(row, ms, left=left, color=_COLORS[g], label=g if row == 0 else None)
+            left += ms
+        ax.text(left, row, f" {left:.1f} ms", va="center", fontsize=8)
+        if reported_s is not None and dev.name == "rtx4090":
+            ax.plot(reported_s * 1e3, row, "k|", markersize=22, mew=2,
+                    label=f"reported {reported_s * 1e3:.0f} ms")
+    ax.set_yticks(range(len(devices)), [d.name for d in devices])
+    ax.invert_yaxis()
+    ax.set_xlabel("predicted ms per inference (roofline + launch overhead)")
+    ax.set_title(f"{workload.name} workload, fusion={fusion}")
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.12)  # room for the total labels
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_breakdown(record: dict, path: str | Path | None = None, prediction: str = "probe"):
+    """Measured p50 (with p95 whisker) vs predicted time per stage, DiT steps merged."""
+    import matplotlib.pyplot as plt
+
+    merged: dict[str, list[float]] = {}
+    pred = record.get("predictions", {}).get(prediction, {})
+    for name, st in record["stages"].items():
+        m = merged.setdefault(costmodel.stage_group(name), [0.0, 0.0, 0.0])
+        m[0] += st["p50"] * 1e3
+        m[1] += st["p95"] * 1e3
+        m[2] += pred.get(name, 0.0) * 1e3
+    names = list(merged)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(x - 0.2, [merged[n][0] for n in names], 0.4, label="measured p50",
+           yerr=[[0] * len(names), [merged[n][1] - merged[n][0] for n in names]], capsize=3)
+    if pred:
+        ax.bar(x + 0.2, [merged[n][2] for n in names], 0.4, label=f"predicted ({prediction})")
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_ylabel("ms (whisker: p95)")
+    ax.set_title(f"{record['preset']} on {record['device']['name']} ({record['dtype']}, "
+                 f"{record['threads']} thread(s)); total p50 {record['total']['p50'] * 1e3:.1f} ms",
+                 fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_reaction_floors(plan: Plan, path: str | Path | None = None, ax=None):
+    """Worst-case reaction floor (ms) against the trigger period s, at the smallest feasible p
+    for each s; async and sync side by side."""
+    import matplotlib.pyplot as plt
+
+    best: dict[int, object] = {}
+    for r in plan.rows:
+        s = r.setting.s
+        if s not in best or r.setting.p < best[s].setting.p:
+            best[s] = r
+    s_values = sorted(best)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.4))
+    ax.plot(s_values, [best[s].async_floor.worst_s * 1e3 for s in s_values], "o-",
+            label="async (p = d)")
+    ax.plot(s_values, [best[s].sync_floor.worst_s * 1e3 for s in s_values], "s--",
+            label="sync")
+    ax.set_xlabel("trigger period s (ticks); k = H - s")
+    ax.set_ylabel("worst reaction floor (ms)")
+    ax.set_title(f"d = {plan.d} ticks (q{plan.quantile:g} latency {plan.latency_s * 1e3:.0f} ms "
+                 f"at {plan.rate_hz:g} Hz), H = {plan.horizon}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def whatif(views: int = 3, height: int = 256, width: int = 320, steps: int = 5,
+           vlm_layers: int | None = None,
+           launch_us: float = 5.0, device: str = "rtx4090", fused: bool = False,
+           config: XR0Config | None = None) -> dict[str, float]:
+    """Predicted ms per stage group for one what-if setting of the released configuration.
+    `vlm_layers` defaults to the config's whole VLM."""
+    config = config or preset("xr0")
+    dev = dataclasses.replace(costmodel.get_device(device), launch_overhead_s=launch_us * 1e-6)
+    hw = costmodel.whole_tokens(config, height, width)
+    layers = config.vlm.num_layers if vlm_layers is None else vlm_layers
+    w = dataclasses.replace(costmodel.RELEASED, views=views, image_hw=hw,
+                            num_steps=steps, vlm_layers=max(layers, config.dit.num_layers))
+    preds = costmodel.predict(config, w, dev, fusion="elementwise" if fused else "none")
+    return {k: v * 1e3 for k, v in costmodel.group_stages(preds).items()}
+
+
+def whatif_widget(config: XR0Config | None = None):
+    """Sliders over `whatif` (views, image height/width, steps, VLM layers, launch overhead,
+    device, fusion) showing the predicted breakdown; needs a Jupyter frontend to be interactive."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    config = config or preset("xr0")
+
+    def show(views, height, width, steps, vlm_layers, launch_us, device, fused):
+        ms = whatif(views, height, width, steps, vlm_layers, launch_us, device, fused, config)
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        left = 0.0
+        for g in STAGE_GROUPS:
+            ax.barh(0, ms.get(g, 0.0), left=left, color=_COLORS[g], label=g)
+            left += ms.get(g, 0.0)
+        ax.axvline(costmodel.REPORTED_RTX4090_S * 1e3, color="k", ls=":", label="80 ms")
+        ax.set_yticks([])
+        ax.set_xlabel(f"predicted {left:.1f} ms on {device}")
+        ax.legend(fontsize=7, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.6))
+        plt.show()
+
+    return w.interactive(
+        show, views=w.IntSlider(3, 1, 4), height=w.IntSlider(256, 32, 640, 32),
+        width=w.IntSlider(320, 32, 640, 32),
+        steps=w.IntSlider(5, 1, 10),
+        vlm_layers=w.IntSlider(config.vlm.num_layers, config.dit.num_layers,
+                               config.vlm.num_layers),
+        launch_us=w.FloatSlider(5.0, min=0.0, max=15.0, step=0.5),
+        device=w.Dropdown(options=list(costmodel.DEVICES), value="rtx4090"),
+        fused=w.Checkbox(False, description="fuse elementwise"))
+
+
+def whatif_grid(values: dict[str, Sequence], config: XR0Config | None = None) -> list[dict]:
+    """The static stand-in for the widget: one row per value of each knob (others at their
+    defaults), predicted total ms and ratio to the default setting."""
+    base = sum(whatif(config=config).values())
+    rows = []
+    for knob, options in values.items():
+        for value in options:
+            total = sum(whatif(config=config, **{knob: value}).values())
+            rows.append({"knob": knob, "value": value, "total_ms": total, "ratio": total / base})
+    return rows
+
+
+def format_rows(rows: Sequence[dict], floatfmt: str = ".2f") -> str:
+    """A plain-text table of dict rows (the static stand-in where no widget frontend exists)."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+    cells = [[format(r[k], floatfmt) if isinstance(r[k], float) else str(r[k]) for k in keys]
+             for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def plot_whatif_grid(rows: Sequence[dict], path: str | Path | None = None):
+    """Predicted total / default for each what-if knob value (from `whatif_grid`)."""
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['knob']}={r['value']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.3 + 0.28 * len(rows)))
+    ax.barh(range(len(rows)), [r["ratio"] for r in rows], color="#4c72b0")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("predicted latency / released configuration (RTX 4090)")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
