@@ -1,5 +1,6 @@
-"""An independent, functional reading of the spec's DiT (sections 3-6), written from the spec
-text with plain tensor ops and explicit loops — no xr0lab modules — to check the model against.
+"""An independent, functional reading of the DiT of docs/architecture.md §3-6, written from the
+documented design with plain tensor ops and explicit loops (no xr0lab modules), to check
+the model against.
 """
 
 import math

@@ -1,4 +1,4 @@
-"""Integrators on closed-form velocity fields; the t convention; time sampling (spec section 6)."""
+"""Integrators on closed-form velocity fields; the t convention; time sampling (docs/architecture.md §6)."""
 
 import math
 

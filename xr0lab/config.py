@@ -1,6 +1,6 @@
 """Configs and presets: one frozen dataclass per component, composed into `XR0Config`.
 
-`preset("xr0")` is the real 4.7B shape (spec section 1-3); `preset("tiny")` runs the same code
+`preset("xr0")` is the real 4.7B shape (docs/architecture.md §1-3); `preset("tiny")` runs the same code
 paths on a laptop CPU. Every invalid combination is rejected in `__post_init__` with a message
 that names the offending fields, so a bad config never reaches a forward pass.
 """
@@ -21,7 +21,7 @@ TimeSampling = Literal["beta", "logit_normal", "uniform"]
 # "paper": p ~ U{0..6} (the technical report's wording).
 PrefixSchedule = Literal["released", "paper"]
 
-# Qwen3-VL special tokens at their real ids (spec section 8).
+# Qwen3-VL special tokens at their real ids (docs/architecture.md §8).
 VISION_START_ID = 151652
 VISION_END_ID = 151653
 IMAGE_PAD_ID = 151655
@@ -123,7 +123,7 @@ class VLMConfig:
 
 @dataclass(frozen=True)
 class DiTConfig:
-    """The flow-matching action expert (spec section 3)."""
+    """The flow-matching action expert (docs/architecture.md §3)."""
 
     num_layers: int = 16
     hidden_size: int = 1024
@@ -157,7 +157,7 @@ class DiTConfig:
 
 @dataclass(frozen=True)
 class ActionConfig:
-    """Chunk and state shapes (spec section 8: state_length 1, state_dim 32, action 30 x 32)."""
+    """Chunk and state shapes (docs/architecture.md §8: state_length 1, state_dim 32, action 30 x 32)."""
 
     chunk_length: int = 30
     action_dim: int = 32
@@ -173,7 +173,7 @@ class ActionConfig:
 
 @dataclass(frozen=True)
 class ModeConfig:
-    """How the DiT treats action tokens: mask, RoPE offset, prefixes (spec sections 4-5).
+    """How the DiT treats action tokens: mask, RoPE offset, prefixes (docs/architecture.md §4-5).
 
     Build it with `ModeConfig.for_mode(...)` so the mode's defaults are filled in; every field
     stays overridable for ablations.
@@ -239,7 +239,7 @@ class ModeConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Flow matching (spec section 6). Convention: t = 0 is noise, t = 1 is data."""
+    """Flow matching (docs/architecture.md §6). Convention: t = 0 is noise, t = 1 is data."""
 
     num_steps: int = 5
     time_sampling: TimeSampling = "beta"
@@ -257,7 +257,7 @@ class FlowConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The xr0-async post-training objective (spec section 7)."""
+    """The xr0-async post-training objective (docs/architecture.md §7)."""
 
     prefix_schedule: PrefixSchedule = "released"
     prefix_probability: float = 0.5

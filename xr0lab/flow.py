@@ -1,4 +1,4 @@
-"""Flow matching: the path, time sampling and integrators (spec section 6).
+"""Flow matching: the path, time sampling and integrators (docs/architecture.md §6).
 
 Convention, everywhere in xr0lab: **t = 0 is noise, t = 1 is data.**
   x_t = (1 - t) * noise + t * actions,   u = d x_t / dt = actions - noise.

@@ -5,7 +5,9 @@ import pytest
 
 from xr0lab.dynreach.expert import (ExpertConfig, expert_command, expert_continuation,
                                  measure_kappa, rollout_expert, segment_hits_wall)
-from xr0lab.dynreach.world import DEFAULT_KAPPA, SCENARIOS, WorldConfig
+from xr0lab.dynreach.physics import DEFAULT_KAPPA
+from xr0lab.dynreach.seeds import SCENARIOS
+from xr0lab.dynreach.world import WorldConfig
 
 
 @pytest.mark.parametrize("cup", [False, True])

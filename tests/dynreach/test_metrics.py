@@ -8,7 +8,9 @@ from xr0lab.dynreach.metrics import (conflict_scores, copy_score, excess_reactio
                                   latency_floor, next_cycle_start, reaction_time,
                                   restricted_mean_time_to_reach, spill, success_rate,
                                   throughput, time_to_reach)
-from xr0lab.dynreach.world import DEFAULT_KAPPA, WorldConfig, sample_episodes
+from xr0lab.dynreach.physics import DEFAULT_KAPPA
+from xr0lab.dynreach.scenarios import sample_episodes
+from xr0lab.dynreach.world import WorldConfig
 
 
 def test_success_and_time_to_reach():

@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 import torch
 
+from xr0lab.dynreach.arms import ARMS, get_arm
+from xr0lab.dynreach.cells import cell_path, load_cells
 from xr0lab.dynreach.evaluate import (EvalSettings, cycle_noise, evaluate_arm, executor_config,
-                                   noise_digest, reaction_lag)
-from xr0lab.dynreach.models import ARMS, Tier0Config, get_arm, linear_probe
-from xr0lab.dynreach.sweep import SweepConfig, _crn_check, cell_path, load_cells, run_sweep
-from xr0lab.dynreach.train import (TrainSettings, load_policy, set_threads, train_stage_a,
-                                train_stage_b)
+                                      noise_digest, reaction_lag)
+from xr0lab.dynreach.merge import _crn_check
+from xr0lab.dynreach.policies import Tier0Config
+from xr0lab.dynreach.probe import linear_probe
+from xr0lab.dynreach.sweep import SweepConfig, run_sweep
+from xr0lab.dynreach.train import TrainSettings, load_policy, train_stage_a, train_stage_b
+from xr0lab.workspace.threads import set_threads
 
 SMALL = Tier0Config(encoder_width=32, dit_layers=2, dit_width=32, head_dim=16, kv_heads=2,
                     num_steps=2)
@@ -249,7 +253,7 @@ def test_linear_probe_reads_a_linear_target():
 
 
 def test_tier1_policy_smoke():
-    from xr0lab.dynreach.models import Tier1Policy
+    from xr0lab.dynreach.tier1 import Tier1Policy
     from xr0lab.dynreach.world import DynReach, WorldConfig
 
     env = DynReach(WorldConfig("S1", image_size=32))
@@ -262,7 +266,7 @@ def test_tier1_policy_smoke():
 
 
 def test_tier1_trains_and_runs_through_the_executor():
-    from xr0lab.dynreach.models import tier1_smoke
+    from xr0lab.dynreach.tier1 import tier1_smoke
 
     out = tier1_smoke(steps=2, episodes=2, ticks=20, delay=3)
     assert len(out["losses"]) == 2 and np.isfinite(out["losses"]).all()

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from xr0lab.dynreach.expert import rollout_expert
-from xr0lab.dynreach.world import (AGENT_COLOUR, BACKGROUND, SCENARIOS, DynReach, WorldConfig,
-                                clip_norm, render, sample_episodes, tokenize, INSTRUCTIONS,
-                                WALL_HALF_THICKNESS)
+from xr0lab.dynreach.instructions import INSTRUCTIONS, tokenize
+from xr0lab.dynreach.physics import WALL_HALF_THICKNESS, clip_norm
+from xr0lab.dynreach.render import AGENT_COLOUR, BACKGROUND, render
+from xr0lab.dynreach.scenarios import sample_episodes
+from xr0lab.dynreach.seeds import SCENARIOS
+from xr0lab.dynreach.world import DynReach, WorldConfig
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

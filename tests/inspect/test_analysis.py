@@ -4,10 +4,12 @@ import pytest
 import torch
 
 import xr0lab
-from xr0lab.inspect import analysis
-from xr0lab.plots import viz
-from xr0lab.plots import widgets
+from xr0lab.inspect import attention, flow_steps, interventions
 from xr0lab.model.masks import TokenLayout
+from xr0lab.plots import attention as attention_plots
+from xr0lab.plots import flow as flow_plots
+from xr0lab.plots import masks as mask_plots
+from xr0lab.plots import widgets
 
 
 def _prefill(model, inputs, **kw):
@@ -40,7 +42,7 @@ def test_zeroing_every_layer_makes_actions_independent_of_the_image(tiny_model, 
     noise = torch.randn(2, 30, 32)
     assert not torch.allclose(_sample(tiny_model, a, example_inputs, noise),
                               _sample(tiny_model, b, example_inputs, noise))
-    za, zb = analysis.zero_kv(a), analysis.zero_kv(b)
+    za, zb = interventions.zero_kv(a), interventions.zero_kv(b)
     assert torch.equal(_sample(tiny_model, za, example_inputs, noise),
                        _sample(tiny_model, zb, example_inputs, noise))
     assert all(k.abs().sum() > 0 for k in a.keys)  # a new context; the original is untouched
@@ -49,21 +51,21 @@ def test_zeroing_every_layer_makes_actions_independent_of_the_image(tiny_model, 
 def test_swap_equals_running_with_the_other_context(tiny_model, contexts, example_inputs):
     a, b = contexts
     noise = torch.randn(2, 30, 32)
-    swapped = analysis.swap_kv(a, b)
+    swapped = interventions.swap_kv(a, b)
     assert torch.equal(_sample(tiny_model, swapped, example_inputs, noise),
                        _sample(tiny_model, b, example_inputs, noise))
-    one = analysis.swap_kv(a, b, [a.vlm_layers[1]], parts="v")
+    one = interventions.swap_kv(a, b, [a.vlm_layers[1]], parts="v")
     assert one.keys[1] is a.keys[1] and one.values[1] is b.values[1]
     assert one.values[0] is a.values[0]
 
 
 def test_mean_kv_is_constant_over_positions(contexts):
     a, _ = contexts
-    m = analysis.mean_kv(a, [a.vlm_layers[0]])
+    m = interventions.mean_kv(a, [a.vlm_layers[0]])
     assert torch.allclose(m.keys[0], m.keys[0][:, :, :1].expand_as(m.keys[0]))
     assert m.keys[1] is a.keys[1]
     with pytest.raises(KeyError, match="keep_all_layers"):
-        analysis.zero_kv(a, [0])  # VLM layer 0 does not feed the DiT in the tiny preset
+        interventions.zero_kv(a, [0])  # VLM layer 0 does not feed the DiT in the tiny preset
 
 
 def test_remap_context_and_all_layer_prefill(tiny_model, contexts, example_inputs):
@@ -71,12 +73,12 @@ def test_remap_context_and_all_layer_prefill(tiny_model, contexts, example_input
     with torch.no_grad():
         full = _prefill(tiny_model, example_inputs, keep_all_layers=True)
     assert full.vlm_layers == tuple(range(8))
-    paired = analysis.remap_context(full, tiny_model.config.vlm_layer_for_dit_layer)
+    paired = interventions.remap_context(full, tiny_model.config.vlm_layer_for_dit_layer)
     assert all(torch.equal(x, y) for x, y in zip(paired.keys + paired.values, a.keys + a.values))
     noise = torch.randn(2, 30, 32)
     with pytest.raises(ValueError, match="remap_context"):
         _sample(tiny_model, full, example_inputs, noise)
-    early = analysis.remap_context(full, (0, 1, 2, 3))
+    early = interventions.remap_context(full, (0, 1, 2, 3))
     assert early.vlm_layers == (0, 1, 2, 3)
     assert not torch.allclose(_sample(tiny_model, early, example_inputs, noise),
                               _sample(tiny_model, a, example_inputs, noise))
@@ -84,9 +86,10 @@ def test_remap_context_and_all_layer_prefill(tiny_model, contexts, example_input
 
 def test_kv_layer_sweep_records(tiny_model, contexts, example_inputs):
     a, b = contexts
-    records = analysis.kv_layer_sweep(tiny_model, a, example_inputs["state"],
-                                      example_inputs["action_mask"], noise=torch.randn(2, 30, 32),
-                                      other=b, kinds=("zero", "swap"))
+    records = interventions.kv_layer_sweep(tiny_model, a, example_inputs["state"],
+                                           example_inputs["action_mask"],
+                                           noise=torch.randn(2, 30, 32), other=b,
+                                           kinds=("zero", "swap"))
     assert [(r["kind"], r["vlm_layer"]) for r in records] == [
         (k, j) for k in ("zero", "swap") for j in (4, 5, 6, 7, "all")]
     assert all(r["l2"] > 0 for r in records)
@@ -96,13 +99,13 @@ def test_attention_mass_by_segment(tiny_async_model, example_inputs, contexts):
     _, cache = tiny_async_model.run_with_cache(
         **example_inputs, seed=0, prefix=torch.randn(2, 30, 32), prefix_length=3,
         names_filter=["dit.layers.*.attn.hook_pattern", "hook_dit_mask"])
-    assert analysis.masked_attention_max(cache) == 0.0
+    assert attention.masked_attention_max(cache) == 0.0
     layout = TokenLayout(90, 30, 3)
-    mass = analysis.attention_mass(cache, layout, contexts[0].image_token_mask)
+    mass = attention.attention_mass(cache, layout, contexts[0].image_token_mask)
     assert mass.segments == ("vlm_image", "vlm_text", "sink", "state", "prefix", "noisy")
     assert mass.mass.shape == (5, 4, 2, 4, 6)
     torch.testing.assert_close(mass.mass.sum(-1), torch.ones(5, 4, 2, 4))
-    whole = analysis.attention_mass(cache, layout)  # no image mask: one vlm segment
+    whole = attention.attention_mass(cache, layout)  # no image mask: one vlm segment
     torch.testing.assert_close(whole.mass[..., 0], mass.mass[..., 0] + mass.mass[..., 1])
     # Λ band (w = 4), p = 3: noisy rows after the first 4 see no prefix, so the mean is small.
     assert 0 < mass.mass[..., 4].max() < 4 / 27
@@ -113,14 +116,14 @@ def test_attention_mass_by_segment(tiny_async_model, example_inputs, contexts):
 def test_step_sweep_and_convergence(tiny_model, contexts, example_inputs):
     a, _ = contexts
     noise = torch.randn(2, 30, 32)
-    records = analysis.step_sweep(tiny_model, a, example_inputs["state"],
-                                  example_inputs["action_mask"], noise=noise, steps=(1, 4),
-                                  methods=("euler", "heun"), reference_steps=8,
-                                  reference_method="euler")
+    records = flow_steps.step_sweep(tiny_model, a, example_inputs["state"],
+                                    example_inputs["action_mask"], noise=noise, steps=(1, 4),
+                                    methods=("euler", "heun"), reference_steps=8,
+                                    reference_method="euler")
     assert [(r["method"], r["steps"], r["evaluations"]) for r in records] == [
         ("euler", 1, 1), ("euler", 4, 4), ("heun", 1, 2), ("heun", 4, 8)]
     actions, trace = _sample(tiny_model, a, example_inputs, noise, record=True)
-    dist = analysis.clean_estimate_convergence(trace, actions)
+    dist = flow_steps.clean_estimate_convergence(trace, actions)
     assert dist.shape == (5, 2) and torch.allclose(dist[-1], torch.zeros(2), atol=1e-5)
 
 
@@ -132,12 +135,12 @@ def test_plots_and_static_widgets(tiny_async_model, example_inputs, contexts):
         **example_inputs, seed=0, prefix=torch.randn(2, 30, 32), prefix_length=3,
         return_trace=True, names_filter=["dit.layers.*.attn.hook_pattern", "hook_dit_mask"])
     layout = TokenLayout(90, 30, 3)
-    mass = analysis.attention_mass(cache, layout, contexts[0].image_token_mask)
-    figs = [viz.plot_dit_mask(cache["hook_dit_mask"], layout),
-            viz.plot_attention_mass(mass, rows="step"),
-            viz.plot_flow_trajectories(trace),
-            viz.plot_chunk_evolution(trace, which="clean_estimate", final=actions),
-            viz.plot_action_chunks({"a": actions}),
+    mass = attention.attention_mass(cache, layout, contexts[0].image_token_mask)
+    figs = [mask_plots.plot_dit_mask(cache["hook_dit_mask"], layout),
+            attention_plots.plot_attention_mass(mass, rows="step"),
+            flow_plots.plot_flow_trajectories(trace),
+            flow_plots.plot_chunk_evolution(trace, which="clean_estimate", final=actions),
+            flow_plots.plot_action_chunks({"a": actions}),
             widgets.attention_explorer(cache, layout),  # no kernel under pytest: a figure
             widgets.flow_explorer(trace, actions)]
     assert all(isinstance(f, Figure) for f in figs)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from xr0lab.model.expert import FlowActionExpert
-from xr0lab.inspect.hooks import ActivationCache, hook_catalogue
+from xr0lab.inspect.cache import ActivationCache
+from xr0lab.inspect.catalogue import hook_catalogue
 
 PATTERN0 = "dit.layers.0.attn.hook_pattern"
 VLM_PATTERN = "vlm.model.language_model.layers.{j}.self_attn.hook_pattern"

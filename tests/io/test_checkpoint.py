@@ -9,12 +9,14 @@ import torch
 from safetensors.torch import save_file
 
 import xr0lab
-from xr0lab.io.checkpoint import (INDEX_NAME, WEIGHTS_NAME, CheckpointError, CheckpointNotFoundError,
-                               checkpoint_keys, config_from_dict, config_to_dict,
-                               expected_released_keys, load_pretrained, read_tensor_index,
-                               save_pretrained, vlm_config_from_dict, vlm_config_to_dict)
 from xr0lab.config import TINY_VLM
+from xr0lab.io.checkpoint import load_pretrained, save_pretrained
+from xr0lab.io.errors import CheckpointError, CheckpointNotFoundError
 from xr0lab.io.fixtures import random_released_state_dict, write_tiny_checkpoint
+from xr0lab.io.hf_config import (config_from_dict, config_to_dict, vlm_config_from_dict,
+                                 vlm_config_to_dict)
+from xr0lab.io.weights import (INDEX_NAME, WEIGHTS_NAME, checkpoint_keys, expected_released_keys,
+                               read_tensor_index)
 from xr0lab.model.xr0 import XR0Model
 
 
@@ -28,7 +30,7 @@ def _predict(model, inputs, **kwargs):
 
 # -- full-size structure, no allocation --------------------------------------------------------
 
-# Qwen3-VL-4B keys computed by hand from spec section 2 (text 36 x 2560, MLP 9728, 32 q / 8 kv
+# Qwen3-VL-4B keys computed by hand from docs/architecture.md §2 (text 36 x 2560, MLP 9728, 32 q / 8 kv
 # heads of 128, vocab 151936; vision 24 x 1024, 16 heads, MLP 4096, patch 16, temporal 2,
 # merge 2 -> merger input 1024 * 4 = 4096, output 2560, 48 x 48 = 2304 position embeddings).
 QWEN3_VL_4B_KEYS = {

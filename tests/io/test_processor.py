@@ -8,10 +8,12 @@ import torch
 from PIL import Image
 
 from xr0lab.config import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_END_ID, VISION_START_ID
-from xr0lab.io.processor import (PAD_TOKEN_ID, QWEN_ADDED_TOKENS, XR0Processor, build_messages,
-                              build_prompt, cache_dir, default_action_config, pad_state,
-                              resize_for_xr0, smart_resize, synthetic_camera_image,
-                              tokenizer_cache_path)
+from xr0lab.io.action_stats import default_action_config, pad_state
+from xr0lab.io.examples import synthetic_camera_image
+from xr0lab.io.images import resize_for_xr0, smart_resize
+from xr0lab.io.processor import XR0Processor
+from xr0lab.io.prompts import build_messages, build_prompt
+from xr0lab.io.tokenizer import PAD_TOKEN_ID, QWEN_ADDED_TOKENS, cache_dir, tokenizer_cache_path
 
 RELEASED_TWO_VIEW = (
     "<|im_start|>user\nThe following observations are captured from multiple views.\n"

@@ -57,10 +57,10 @@ def test_static_loop_rejects_other_shapes(setup):
 
 
 def test_compare_dit_loop_record(setup):
-    from xr0lab.latency import costmodel
+    from xr0lab.latency.devices import get_device
 
     model, ctx, state, mask = setup
-    rec = compare_dit_loop(model, ctx, state, mask, device=costmodel.get_device("h100-sxm"),
+    rec = compare_dit_loop(model, ctx, state, mask, device=get_device("h100-sxm"),
                            repeats=2)
     assert rec["cuda_graph"] is False and rec["static_p50_s"] > 0 and rec["eager_p50_s"] > 0
     assert rec["roofline_s"] > 0 and rec["static_over_roofline"] > 1  # CPU vs an H100 roofline

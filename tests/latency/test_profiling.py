@@ -1,5 +1,6 @@
-"""Stage timers on the tiny model: stage names, contiguity, hook clean-up, records. No timing
-claims here: ratios come from `xr0lab profile --overhead/--speed-options`, printed side by side."""
+"""Stage timers on the tiny model: stage names, contiguity, hook clean-up, records, the `xr0lab
+profile` command. No timing claims here: ratios come from
+`xr0lab profile --overhead/--speed-options`, printed side by side."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import json
 import pytest
 import torch
 
-from xr0lab.latency import costmodel
-from xr0lab.latency.profiling import (SCHEMA, StageTimer, build_pipeline, load_profiles, make_record,
-                              profile, profile_config, stage_table, workload_of)
+from xr0lab.latency.devices import Device
+from xr0lab.latency.pipeline import build_pipeline, profile_config, workload_of
+from xr0lab.latency.profile import profile
+from xr0lab.latency.records import SCHEMA, load_profiles, make_record, stage_table
+from xr0lab.latency.timers import StageTimer
 
-FAKE_DEVICE = costmodel.Device("cpu", 1e10, 1e10, 1e-6, source="test")
+FAKE_DEVICE = Device("cpu", 1e10, 1e10, 1e-6, source="test")
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +125,36 @@ def test_profile_presets():
 
 
 def test_dit_loop_comparison_in_the_record(pipeline):
-    from xr0lab.latency import costmodel
-    from xr0lab.latency.profiling import dit_loop_comparison
+    from xr0lab.latency.devices import get_device
+    from xr0lab.latency.profile import dit_loop_comparison
 
-    loop = dit_loop_comparison(pipeline, costmodel.get_device("rtx4090"), repeats=2)
+    loop = dit_loop_comparison(pipeline, get_device("rtx4090"), repeats=2)
     assert loop["cuda_graph"] is False and loop["roofline_device"] == "rtx4090"
     assert loop["static_p50_s"] > 0 and loop["roofline_s"] > 0
     # the profile summary line reads the same fields
     assert {"eager_p50_s", "static_over_eager", "static_over_roofline"} <= loop.keys()
+
+
+def test_profile_command_help(capsys):
+    from xr0lab.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["profile", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: xr0lab profile" in out
+    assert all(flag in out
+               for flag in ("--preset", "--image-size", "--overhead", "--speed-options"))
+
+
+def test_profile_command_writes_the_record_and_its_plot(tmp_path, capsys):
+    from xr0lab.cli import main
+
+    argv = ["--preset", "tiny", "--views", "1", "--image-size", "32", "32", "--steps", "2",
+            "--repeats", "1", "--warmup", "0", "--out", str(tmp_path), "--tag", "cli"]
+    assert main(["profile", *argv]) == 0
+    rec = json.loads((tmp_path / "profile_tiny_cpu_cli.json").read_text())
+    assert rec["schema"] == SCHEMA and rec["settings"]["argv"] == argv
+    assert rec["settings"]["num_steps"] == 2 and rec["total"]["n"] == 1
+    assert (tmp_path / "profile_tiny_cpu_cli.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {tmp_path / 'profile_tiny_cpu_cli.json'}" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The xr0-async training objective (spec section 7)."""
+"""The xr0-async training objective (docs/architecture.md §7)."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Literal mask matrices for every regime (spec section 4)."""
+"""Literal mask matrices for every regime (docs/architecture.md §4)."""
 
 import pytest
 import torch
@@ -41,7 +41,7 @@ def test_lambda_band_w4_literal():
 
 @pytest.mark.parametrize("p", [0, 1, 2, 4, 6])
 def test_band_blocks_direct_prefix_access_after_w(p):
-    """Noisy token p + m sees prefix tokens only while m < w (spec section 4)."""
+    """Noisy token p + m sees prefix tokens only while m < w (docs/architecture.md §4)."""
     T, w = 12, 4
     mask = action_attention_mask(T, "band", window=w, prefix_length=p)
     for m in range(T - p):

@@ -1,4 +1,4 @@
-"""The tiny model end to end, and the xr0 preset on the meta device (spec sections 1-7)."""
+"""The tiny model end to end, and the xr0 preset on the meta device (docs/architecture.md §1-7)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""DiT positions and rotary tables (spec section 5)."""
+"""DiT positions and rotary tables (docs/architecture.md §5)."""
 
 import torch
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from xr0lab.runtime.planner import (AsyncSetting, delay_ticks, latency_quantile, plan, reaction_floor)
+from xr0lab.runtime.planner import AsyncSetting, latency_quantile, plan, reaction_floor
+from xr0lab.runtime.delays import latency_to_ticks
 
 
 def test_delay_ticks_worked_examples():
-    assert delay_ticks(0.080, 30) == 3  # XR-0: 80 ms at 30 Hz = 2.4 ticks -> 3 (spec section 9)
-    assert delay_ticks(0.100, 30) == 3  # exactly 3 ticks, despite 0.1 * 30 = 3.0000000000000004
-    assert delay_ticks(0.101, 30) == 4
-    assert delay_ticks(0.0, 30) == 0
-    assert delay_ticks(0.001, 30) == 1
-    with pytest.raises(ValueError, match="rate_hz"):
-        delay_ticks(0.08, 0)
+    """d = latency_to_ticks(latency, rate), the runtime's ceiling, which the planner uses."""
+    assert latency_to_ticks(0.080, 30) == 3  # XR-0: 80 ms at 30 Hz = 2.4 ticks -> 3 (docs/architecture.md §9)
+    assert latency_to_ticks(0.100, 30) == 3  # exactly 3 ticks, despite 0.1 * 30 = 3.00...04
+    assert latency_to_ticks(0.101, 30) == 4
+    assert latency_to_ticks(0.0, 30) == 0
+    assert latency_to_ticks(0.001, 30) == 1
+    with pytest.raises(ValueError, match="rate > 0 Hz"):
+        latency_to_ticks(0.08, 0)
+    assert [plan(x, 30, 30).d for x in (0.080, 0.100, 0.101)] == [3, 3, 4]
 
 
 def test_latency_quantile_uses_an_observed_sample():

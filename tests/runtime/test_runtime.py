@@ -429,9 +429,9 @@ def test_timeline_plot_draws_one_cell_per_executed_tick():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xr0lab.runtime import plot_timeline
+    from xr0lab.plots.timeline import plot_timeline
     tl, _ = run(ExecutorConfig(H, S, delay=2, prefix_length=2))
-    ax = plot_timeline(tl)
+    ax = plot_timeline(tl).axes[0]
     # One dotted outline per chunk plus one cell per tick (held ticks sit on the awaited row).
     assert len(ax.patches) == len(tl.chunks) + len(tl.ticks)
     plt.close(ax.figure)

@@ -27,8 +27,11 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from xr0lab.dynreach.expert import ExpertConfig, expert_continuation, rollout_expert
-from xr0lab.dynreach.world import (Episodes, Wall, WorldConfig, _check_scenario, instruction_tokens,
-                                render)
+from xr0lab.dynreach.instructions import instruction_tokens
+from xr0lab.dynreach.physics import Wall
+from xr0lab.dynreach.render import render
+from xr0lab.dynreach.scenarios import Episodes, check_scenario
+from xr0lab.dynreach.world import WorldConfig
 
 Split = Literal["train", "validation", "test"]
 SPLIT_BASE: dict[str, int] = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
@@ -47,7 +50,7 @@ def split_seeds(split: Split, n: int, offset: int = 0) -> np.ndarray:
     return SPLIT_BASE[split] + offset + np.arange(n, dtype=np.int64)
 
 
-# The one fixed test list every arm is evaluated on (benchmark spec section 7).
+# The one fixed test list every arm is evaluated on (docs/dynreach.md §7).
 TEST_SEEDS = split_seeds("test", NUM_TEST_EPISODES)
 
 
@@ -111,7 +114,7 @@ def generate(scenario: str, seeds, *, horizon: int = CHUNK,
     Every tick 0..T-1 of every episode is one sample. With `noise`, the episodes the expert
     draws as noisy (~`expert.noise_fraction`) execute expert + noise; labels are always clean.
     """
-    _check_scenario(scenario)
+    check_scenario(scenario)
     if horizon < 1:
         raise ValueError(f"generate: horizon must be >= 1, got {horizon}")
     world = WorldConfig(scenario=scenario)

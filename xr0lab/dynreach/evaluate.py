@@ -1,4 +1,4 @@
-"""Evaluating DynReach arms through the runtime's virtual clock (benchmark spec sections 3, 6).
+"""Evaluating DynReach arms through the runtime's virtual clock (docs/dynreach.md §3 and §6).
 
 Every condition runs N test episodes as one batch of environments under one `ChunkExecutor`
 (the runtime's virtual clock, the same scheduler as the real-time runner): H = 16, s = 8, the
@@ -35,11 +35,16 @@ import numpy as np
 import torch
 
 from xr0lab.dynreach import metrics as bm
+from xr0lab.dynreach.arms import Arm
 from xr0lab.dynreach.data import TEST_SEEDS, ConflictCases, conflict_cases
 from xr0lab.dynreach.expert import ExpertConfig, expert_continuation, rollout_expert
-from xr0lab.dynreach.models import Arm, Tier0Policy, action_mask, normalise_actions, normalise_state
-from xr0lab.dynreach.world import (DEFAULT_KAPPA, DynReach, WorldConfig, as_scenarios,
-                                instruction_tokens, render)
+from xr0lab.dynreach.instructions import instruction_tokens
+from xr0lab.dynreach.physics import DEFAULT_KAPPA
+from xr0lab.dynreach.policies import (Tier0Policy, action_mask, normalise_actions,
+                                      normalise_state)
+from xr0lab.dynreach.render import render
+from xr0lab.dynreach.scenarios import as_scenarios
+from xr0lab.dynreach.world import DynReach, WorldConfig
 from xr0lab.runtime.smoothness import jerk as jerk_metric
 from xr0lab.runtime.smoothness import smoothness
 from xr0lab.runtime import ChunkExecutor, ExecutorConfig, SampledDelay, guidance_weights
@@ -130,7 +135,7 @@ def executor_config(arm: Arm, delay: int, jitter: bool = False) -> ExecutorConfi
 
 
 def reaction_lag(arm: Arm, config: ExecutorConfig, chunks, t_perturb) -> np.ndarray:
-    """Per-episode lag of the latency floor (spec 6.2): p for prefix execution; otherwise the
+    """Per-episode lag of the latency floor (docs/dynreach.md §6.2): p for prefix execution; otherwise the
     delay of the cycle that first captures the perturbation (the one starting at the first
     trigger >= t_p), so a jittered delay counts as the cycle actually drew it. Episodes with no
     such cycle get the nominal d (their floor lies past the episode anyway)."""
@@ -264,7 +269,7 @@ def moving_conflict_cases(seeds, tick: int = MOVING_CONFLICT_TICK, horizon: int 
 
 def conflict_test(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
                   moving: bool = False, scenario: str = "S1") -> dict:
-    """Conflict test and interventional copy score C(k) (spec 6.5) on perturbation states.
+    """Conflict test and interventional copy score C(k) (docs/dynreach.md §6.5) on perturbation states.
 
     The image shows the new scene; the prefix (p = conflict_prefix) is the expert's plan for the
     stale one. C(k) swaps the prefix for the fresh plan's (Δ_prefix) or shows the scene of the

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xr0lab.dynreach.world import (SCENARIOS, V_MAX, WALL_HALF_LENGTH, WALL_HALF_THICKNESS,
-                                DynReach, Episodes, Wall, WorldConfig, advance, clip_norm,
-                                episode_rng, wall_frame)
+from xr0lab.dynreach.physics import (DETOUR_CLEARANCE, V_MAX, WALL_HALF_LENGTH,
+                                     WALL_HALF_THICKNESS, Wall, advance, clip_norm,
+                                     detour_waypoints, wall_frame)
+from xr0lab.dynreach.scenarios import Episodes
+from xr0lab.dynreach.seeds import SCENARIOS, episode_rng
+from xr0lab.dynreach.world import DynReach, WorldConfig
 
 # Reaction criterion, shared by the reaction-time metric (`xr0lab.dynreach.metrics`) and the
 # expert's turning time inside the latency floor, so RT and F always use the same test.
@@ -41,7 +44,7 @@ class ExpertConfig:
     v_max: float = V_MAX
     a_max: float = 0.006          # per axis, per tick
     slow_radius: float = 0.1
-    detour_clearance: float = 0.08  # waypoint distance beyond a wall end
+    detour_clearance: float = DETOUR_CLEARANCE  # waypoint distance beyond a wall end
     los_margin: float = 0.03        # the wall is grown by this much for line-of-sight tests
     noise_fraction: float = 0.3
     # Stationary std 0.005 per axis (~1/6 of v_max), AR(1) 0.9: the executed path drifts enough to
@@ -58,12 +61,6 @@ class ExpertConfig:
         if self.detour_clearance <= self.los_margin:
             raise ValueError("ExpertConfig.detour_clearance must exceed los_margin, or the "
                              "waypoint itself would count as blocked")
-
-
-def detour_waypoints(centre: np.ndarray, axis: np.ndarray, clearance: float) -> np.ndarray:
-    """(M, 2, 2): the two detour waypoints [toward -axis, toward +axis] past the wall ends."""
-    offset = (WALL_HALF_LENGTH + clearance) * axis
-    return np.stack([centre - offset, centre + offset], axis=-2)
 
 
 def segment_hits_wall(p: np.ndarray, q: np.ndarray, centre: np.ndarray, axis: np.ndarray,
@@ -242,5 +239,5 @@ def measure_kappa(seeds=range(256), cfg: ExpertConfig = ExpertConfig(),
 
 
 __all__ = ["REACTION_COS", "REACTION_MIN_SPEED", "ExpertConfig", "ExpertDraws", "ExpertRollout",
-           "aim_point", "cosine", "detour_waypoints", "expert_command", "expert_continuation", "expert_draws", "measure_kappa",
-           "rollout_expert", "segment_hits_wall", "turning_time"]
+           "aim_point", "cosine", "expert_command", "expert_continuation", "expert_draws",
+           "measure_kappa", "rollout_expert", "segment_hits_wall", "turning_time"]

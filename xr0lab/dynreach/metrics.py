@@ -1,8 +1,8 @@
-"""DynReach metrics (benchmark spec section 6), each a pure function of recorded arrays.
+"""DynReach metrics (docs/dynreach.md §6), each a pure function of recorded arrays.
 
 Axis legend: N episodes, T ticks, K alternative reaction goals, M conflict cases, H chunk.
 
-Trajectory arrays follow `xr0lab.dynreach.world`: actions (N, T, 2) a_0..a_{T-1}, positions
+Trajectory arrays follow `xr0lab.dynreach.physics`: actions (N, T, 2) a_0..a_{T-1}, positions
 (N, T+1, 2) x_0..x_T; a_t is applied at tick t and moves x_t to x_{t+1}.
 The generic smoothness metrics (boundary discontinuity ratio, jerk, max seam |Δa|) live in
 `xr0lab.runtime.smoothness` and are not repeated here.
@@ -14,7 +14,8 @@ import numpy as np
 
 from xr0lab.dynreach.expert import (REACTION_COS, REACTION_MIN_SPEED, ExpertConfig, cosine,
                                  turning_time)
-from xr0lab.dynreach.world import Episodes, spill_increment
+from xr0lab.dynreach.physics import spill_increment
+from xr0lab.dynreach.scenarios import Episodes
 
 
 def _as(x, ndim: int, name: str, last: int | None = None) -> np.ndarray:
@@ -172,7 +173,7 @@ def conflict_scores(actions, positions, old_goal, new_goal, late_from: int = 8) 
 
 
 def copy_score(base, swapped_prefix, moved_goal, prefix_length: int = 0) -> dict:
-    """Interventional copy score per chunk index k (spec 6.5).
+    """Interventional copy score per chunk index k (docs/dynreach.md §6.5).
 
     base, swapped_prefix, moved_goal: predicted chunks (M, H, D) (numpy or torch) from the
     same inputs and identical flow noise, except the prefix swapped / the goal moved in the

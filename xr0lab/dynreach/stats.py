@@ -1,4 +1,4 @@
-"""Statistics for DynReach results (benchmark spec section 7).
+"""Statistics for DynReach results (docs/dynreach.md §7).
 
 The replication unit is the training seed; test episodes within a seed are a second level.
 `hierarchical_bootstrap` resamples seeds with replacement, then episodes with replacement within

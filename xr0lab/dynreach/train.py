@@ -1,4 +1,4 @@
-"""Staged training of the tier-0 DynReach policies (benchmark spec section 4).
+"""Staged training of the tier-0 DynReach policies (docs/dynreach.md §4).
 
 Stage A (once per training seed): encoder + DiT from scratch, no prefix, release causal mask.
 Stage B (per arm, from the same stage-A weights): only the DiT (and its projectors) train; the
@@ -31,10 +31,12 @@ from typing import Callable, Union
 import numpy as np
 import torch
 
+from xr0lab.dynreach.arms import Arm
 from xr0lab.dynreach.data import ExpertDataset, ScenarioMix, generate_mix, split_seeds
-from xr0lab.dynreach.models import (Arm, Tier0Config, Tier0Policy, action_mask, linear_probe,
-                                 normalise_actions, normalise_state)
-from xr0lab.dynreach.world import as_scenarios
+from xr0lab.dynreach.policies import (Tier0Config, Tier0Policy, action_mask, normalise_actions,
+                                      normalise_state)
+from xr0lab.dynreach.probe import linear_probe
+from xr0lab.dynreach.scenarios import as_scenarios
 
 Dataset = Union[ExpertDataset, ScenarioMix]
 
@@ -73,15 +75,6 @@ class TrainSettings:
                 raise ValueError(f"TrainSettings.{name} must be >= 1, got {getattr(self, name)}")
         if self.stage_b_steps < 0:
             raise ValueError(f"TrainSettings.stage_b_steps must be >= 0, got {self.stage_b_steps}")
-
-
-def set_threads(n: int = 1) -> None:
-    """Explicit thread count (default 1): oversubscribed OpenMP on a shared 2-core machine is
-    many times slower. Call from scripts and notebooks, not at import."""
-    if n < 1:
-        raise ValueError(f"threads must be >= 1, got {n}")
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    torch.set_num_threads(n)
 
 
 def _lr(step: int, total: int, peak: float, warmup: int) -> float:

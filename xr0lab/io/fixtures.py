@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from xr0lab.io.checkpoint import (CONFIG_NAME, build_empty_model, checkpoint_keys, config_to_dict,
-                               write_weights)
 from xr0lab.config import XR0Config, preset
+from xr0lab.io.checkpoint import build_empty_model
+from xr0lab.io.hf_config import CONFIG_NAME, config_to_dict
+from xr0lab.io.weights import checkpoint_keys, write_weights
 
 DEFAULT_ROBOT_TYPES = {"libero_all": 10, "bridge_delta": 4}
 
@@ -86,7 +87,8 @@ def write_tiny_checkpoint(path: str | os.PathLike, *, seed: int = 0, sharded: bo
     config_dict.pop("xr0lab")
     (directory / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2) + "\n")
     if with_processor:
-        from xr0lab.io.processor import XR0Processor, default_action_config
+        from xr0lab.io.action_stats import default_action_config
+        from xr0lab.io.processor import XR0Processor
 
         stats = default_action_config(robot_types, action_dim=config.action.action_dim, seed=seed)
         XR0Processor.build(stats).save_pretrained(directory)

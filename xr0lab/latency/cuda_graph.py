@@ -1,8 +1,9 @@
 """The DiT denoising loop with static shapes, replayed as a CUDA graph on GPU.
 
 At full size the DiT is tiny in FLOPs; each of its 5 steps launches ~1,300 small kernels, so on a
-GPU the loop is bound by launch overhead rather than math (see `xr0lab.latency.costmodel`). Capturing the
-whole N-step loop once as a CUDA graph and replaying it removes the per-kernel CPU launch cost.
+GPU the loop is bound by launch overhead rather than math (see `xr0lab.latency.roofline`).
+Capturing the whole N-step loop once as a CUDA graph and replaying it removes the per-kernel CPU
+launch cost.
 
 Everything that varies per call lives in preallocated buffers (noise, prefix, the context's K/V
 and prompt mask); `__call__` copies new values in and replays. On CPU there is nothing to capture
@@ -126,19 +127,21 @@ class StaticDiTLoop:
 def dit_loop_roofline(model: FlowActionExpert, context: VLMContext, chunk_length: int,
                       device, *, num_steps: int | None = None, dtype_bytes: int = 2) -> float:
     """Seconds the N-step DiT loop needs at the device's roofline: sum over ops of
-    max(flops / peak, bytes / bandwidth), no launch overhead (`xr0lab.latency.costmodel`)."""
-    from xr0lab.latency import costmodel
+    max(flops / peak, bytes / bandwidth), no launch overhead (`xr0lab.latency.roofline`)."""
+    from xr0lab.latency.opcount import stage_costs
+    from xr0lab.latency.roofline import predict_stage
+    from xr0lab.latency.workload import Workload
 
     cfg = model.config
     steps = num_steps or cfg.flow.num_steps
     # The DiT's cost depends on the prompt only through its length L: describe it as one 32x32
     # view (one visual token) plus L - 1 text tokens.
-    workload = costmodel.Workload(
+    workload = Workload(
         name="dit-loop", views=1, image_hw=(cfg.vlm.pixels_per_token,) * 2,
         text_tokens=context.prompt_length - 1, chunk_length=chunk_length, num_steps=steps,
         batch=context.batch_size, dtype_bytes=dtype_bytes)
-    stages = [s for s in costmodel.stage_costs(cfg, workload) if s.name.startswith("dit_step_")]
-    return sum(p.seconds - p.launch_s for p in (costmodel.predict_stage(s, device) for s in stages))
+    stages = [s for s in stage_costs(cfg, workload) if s.name.startswith("dit_step_")]
+    return sum(p.seconds - p.launch_s for p in (predict_stage(s, device) for s in stages))
 
 
 def compare_dit_loop(model: FlowActionExpert, context: VLMContext, state: torch.Tensor,
@@ -146,8 +149,8 @@ def compare_dit_loop(model: FlowActionExpert, context: VLMContext, state: torch.
                      seed: int = 0) -> dict:
     """Eager `sample` vs the static loop (a CUDA graph on GPU), timed side by side in one run.
 
-    With `device` (a `costmodel.Device`) the result also holds the loop's roofline bound and the
-    measured static time over it. Returns medians in seconds and the ratios.
+    With `device` (an `xr0lab.latency.devices.Device`) the result also holds the loop's roofline
+    bound and the measured static time over it. Returns medians in seconds and the ratios.
     """
     import time
 

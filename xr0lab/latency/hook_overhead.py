@@ -1,6 +1,6 @@
-"""What inspection costs on the tiny preset (CPU): a benchmark script, not a test.
+"""What inspection costs on the tiny preset (CPU): a benchmark, not a test.
 
-    python -m xr0lab.latency.hook_overhead [--reps 60] [--batch-size 1]
+    python -m xr0lab hook-overhead [--reps 60] [--batch-size 1]
 
 Arms, timed interleaved (one call of each per round, in a shuffled order, rounds repeated) so drift
 and neighbours on a shared machine hit all arms alike; the median per arm is reported (and the
@@ -18,7 +18,6 @@ where the hook points are densest).
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
@@ -28,7 +27,7 @@ from typing import Callable, Iterator
 import torch
 
 import xr0lab
-from xr0lab.inspect.hooks import HookPoint
+from xr0lab.inspect.hook_points import HookPoint
 
 
 class _BareHookPoint(HookPoint):
@@ -56,17 +55,15 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=1)
-    args = ap.parse_args(argv)
-
+def measure_hook_overhead(reps: int = 60, batch_size: int = 1) -> dict:
+    """Time every arm (see the module docstring) at both levels, `reps` interleaved rounds, on
+    the tiny preset (CPU, 1 thread: this sets torch's intra-op threads); then what caching one
+    layer's attention pattern holds. Returns the samples in seconds and the cache figures."""
     torch.set_num_threads(1)  # explicit: the ratios are about Python-side overhead, not BLAS
     torch.manual_seed(0)
     cfg = xr0lab.preset("tiny")
     model = xr0lab.XR0Model(cfg).eval()
-    inputs = xr0lab.make_example_inputs(cfg, batch_size=args.batch_size, seed=0)
+    inputs = xr0lab.make_example_inputs(cfg, batch_size=batch_size, seed=0)
     with torch.no_grad():
         context = model.prefill(inputs["input_ids"], inputs["attention_mask"],
                                 inputs["pixel_values"], inputs["image_grid_thw"])
@@ -120,46 +117,56 @@ def main(argv: list[str] | None = None) -> None:
                 fn()
     rng = random.Random(0)
     runs = [(name, level) for name in arms for level in ("predict_actions", "sample")]
-    for _ in range(args.reps):
+    for _ in range(reps):
         rng.shuffle(runs)
         for name, level in runs:
             times[name][level].append(_time(arms[name][level]))
-
-    med = {a: {lvl: statistics.median(ts) for lvl, ts in d.items()} for a, d in times.items()}
-    q25 = {a: {lvl: statistics.quantiles(ts, n=4)[0] for lvl, ts in d.items()}
-           for a, d in times.items()}
-    print(f"tiny preset, CPU, 1 thread, batch {args.batch_size}, {args.reps} interleaved rounds; "
-          "ms per call as median / 25th percentile (median ratio to 'plain')")
-    print(f"{'arm':<17}{'predict_actions':>30}{'sample (DiT loop)':>30}")
-    for a in arms:
-        cells = [f"{1e3 * med[a][lvl]:6.2f} / {1e3 * q25[a][lvl]:6.2f} "
-                 f"({med[a][lvl] / med['plain'][lvl]:.3f})"
-                 for lvl in ("predict_actions", "sample")]
-        print(f"{a:<17}{cells[0]:>30}{cells[1]:>30}")
-
-    def ratio(arm: str, ref: str) -> str:
-        return " | ".join(f"{stat[arm][lvl] / stat[ref][lvl]:.3f}" for stat in (med, q25)
-                          for lvl in ("predict_actions", "sample"))
-
-    print("\nratios side by side: median predict_actions | median sample | "
-          "p25 predict_actions | p25 sample")
-    print(f"  hooks attached, caching nothing (noop / plain):         {ratio('noop', 'plain')}")
-    print(f"  caching one layer's pattern (cache-1-pattern / plain):  "
-          f"{ratio('cache-1-pattern', 'plain')}")
-    print(f"  hook points present, nothing attached (plain / bare):   {ratio('plain', 'bare')}")
-    print(f"  run_with_cache selecting nothing (cache-none / plain):  "
-          f"{ratio('cache-none', 'plain')}")
 
     _, cache = model.run_with_cache(**inputs, noise=noise, names_filter=pattern)
     with model.hooks([(pattern, lambda x, hook: None)]):
         explicit = [layer.attn.explicit for layer in model.dit.layers]
     every = cache[pattern].numel() * cache[pattern].element_size() * cfg.dit.num_layers
-    print(f"\nmemory, caching {pattern}: cache holds {len(cache)} entry, "
-          f"{cache.nbytes / 1024:.1f} KiB {tuple(cache[pattern].shape)}; all layers' patterns "
-          f"would be {every / 1024:.1f} KiB. Layers on the explicit attention path while "
-          f"attached: {[i for i, e in enumerate(explicit) if e]} (others stay on SDPA and "
-          "materialise no pattern).")
+    return {"reps": reps, "batch_size": batch_size, "times_s": times, "pattern": pattern,
+            "cache_entries": len(cache), "cache_bytes": cache.nbytes,
+            "pattern_shape": tuple(cache[pattern].shape), "all_layers_bytes": every,
+            "explicit_layers": [i for i, e in enumerate(explicit) if e]}
 
 
-if __name__ == "__main__":
-    main()
+def format_hook_overhead(result: dict) -> str:
+    """The report of `measure_hook_overhead`: ms per call per arm and level, the ratios side by
+    side, and the memory of caching one pattern."""
+    times = result["times_s"]
+    med = {a: {lvl: statistics.median(ts) for lvl, ts in d.items()} for a, d in times.items()}
+    q25 = {a: {lvl: statistics.quantiles(ts, n=4)[0] for lvl, ts in d.items()}
+           for a, d in times.items()}
+    lines = [f"tiny preset, CPU, 1 thread, batch {result['batch_size']}, {result['reps']} "
+             "interleaved rounds; ms per call as median / 25th percentile (median ratio to "
+             "'plain')",
+             f"{'arm':<17}{'predict_actions':>30}{'sample (DiT loop)':>30}"]
+    for a in times:
+        cells = [f"{1e3 * med[a][lvl]:6.2f} / {1e3 * q25[a][lvl]:6.2f} "
+                 f"({med[a][lvl] / med['plain'][lvl]:.3f})"
+                 for lvl in ("predict_actions", "sample")]
+        lines.append(f"{a:<17}{cells[0]:>30}{cells[1]:>30}")
+
+    def ratio(arm: str, ref: str) -> str:
+        return " | ".join(f"{stat[arm][lvl] / stat[ref][lvl]:.3f}" for stat in (med, q25)
+                          for lvl in ("predict_actions", "sample"))
+
+    pattern = result["pattern"]
+    lines += [
+        "\nratios side by side: median predict_actions | median sample | "
+        "p25 predict_actions | p25 sample",
+        f"  hooks attached, caching nothing (noop / plain):         {ratio('noop', 'plain')}",
+        f"  caching one layer's pattern (cache-1-pattern / plain):  "
+        f"{ratio('cache-1-pattern', 'plain')}",
+        f"  hook points present, nothing attached (plain / bare):   {ratio('plain', 'bare')}",
+        f"  run_with_cache selecting nothing (cache-none / plain):  "
+        f"{ratio('cache-none', 'plain')}",
+        f"\nmemory, caching {pattern}: cache holds {result['cache_entries']} entry, "
+        f"{result['cache_bytes'] / 1024:.1f} KiB {result['pattern_shape']}; all layers' patterns "
+        f"would be {result['all_layers_bytes'] / 1024:.1f} KiB. Layers on the explicit attention "
+        f"path while attached: {result['explicit_layers']} (others stay on SDPA and "
+        "materialise no pattern).",
+    ]
+    return "\n".join(lines)

@@ -1,22 +1,23 @@
-"""The DiT action expert (spec section 3): layers, projectors, timestep path and sink.
+"""The DiT action expert (docs/architecture.md §3): layers, projectors, timestep path and sink.
 
 Axes: B batch, L prompt length, T chunk length, S = 2 + T DiT tokens, D DiT width, H query heads,
 K kv heads, h head dim, A action/state dims (32).
 
-Parameter names follow the released checkpoint exactly (spec section 3.3), so a released state
+Parameter names follow the released checkpoint exactly (docs/architecture.md §3.3), so a released state
 dict loads with strict=True.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xr0lab.config import DiTConfig
-from xr0lab.inspect.hooks import HookPoint
+from xr0lab.inspect.hook_points import HookPoint
 from xr0lab.model.positions import apply_rope
 
 
@@ -148,7 +149,7 @@ MODULATION_NAMES = ("shift_attn", "scale_attn", "gate_attn", "shift_mlp", "scale
 
 
 class DiTLayer(nn.Module):
-    """One decoder layer (spec 3.1): adaLN-modulated attention and MLP, four RMSNorms.
+    """One decoder layer (docs/architecture.md §3.1): adaLN-modulated attention and MLP, four RMSNorms.
 
     The residual stream is re-normalised after each half (middle_ and final_layernorm) — an XR-0
     detail that differs from the usual pre-norm DiT block.
@@ -187,6 +188,25 @@ class DiTLayer(nn.Module):
 
 
 class DiT(nn.Module):
+    """The stack of `DiTLayer`s (docs/architecture.md §3.1). Layer i attends jointly over the K/V of its
+    paired VLM layer (`keys[i]`, `values[i]`, already chosen by the context) and its own tokens.
+
+    The sequence is [sink, state, a_0 .. a_{T-1}] (S = 2 + T); there is no norm after the last
+    layer. The embeddings and heads around it live in `FlowActionExpert`.
+    """
+
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         self.layers = nn.ModuleList(DiTLayer(config) for _ in range(config.num_layers))
+
+    def forward(self, x: torch.Tensor, t_emb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
+                mask: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D), t_emb (B, 6, D), cos/sin (B, S, h), keys/values one (B, K, L, h) per
+        layer, mask (B, S, L + S) bool -> (B, S, D)."""
+        if len(keys) != len(self.layers) or len(values) != len(self.layers):
+            raise ValueError(f"the DiT has {len(self.layers)} layers but got K/V for "
+                             f"{len(keys)}/{len(values)} VLM layers")
+        for layer, k, v in zip(self.layers, keys, values):
+            x = layer(x, t_emb, cos, sin, k, v, mask)
+        return x

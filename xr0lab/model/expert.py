@@ -1,5 +1,5 @@
 """The flow-matching action expert: DiT + projectors + timestep path + sink, and what it does
-with a `VLMContext`: one network step, sampling, and the training objective (spec sections 3-7).
+with a `VLMContext`: one network step and sampling (docs/architecture.md §3-6; the objective is in loss.py).
 
 `XR0Model` adds the Qwen3-VL backbone on top; the DynReach benchmark pairs the same expert with a
 small conv encoder. Both produce a `VLMContext`, so every arm runs these exact code paths.
@@ -17,9 +17,11 @@ from torch import nn
 
 from xr0lab.config import ModeConfig, XR0Config
 from xr0lab.model.dit import DiT, MLPProjector, TimestepEmbedder
-from xr0lab.flow import FlowTrace, Integrator, integrate, interpolate, sample_time
-from xr0lab.inspect.hooks import HookedMixin, HookPoint, name_hook_points
-from xr0lab.model.masks import TokenLayout, dit_attention_mask, sample_hidden_prefix
+from xr0lab.flow import FlowTrace, Integrator, integrate
+from xr0lab.inspect.hook_points import HookPoint, name_hook_points
+from xr0lab.inspect.hooked import HookedMixin
+from xr0lab.model.loss import LossOutput, flow_loss, sample_prefix_length
+from xr0lab.model.masks import TokenLayout, dit_attention_mask
 from xr0lab.model.positions import dit_positions, rope_cos_sin
 from xr0lab.model.vlm import VLMContext
 
@@ -33,19 +35,6 @@ class DenoiseSetup:
     mask: torch.Tensor  # (B, S, L + S) bool
     state_tokens: torch.Tensor  # (B, 1, D)
     layout: TokenLayout
-
-
-@dataclass(frozen=True)
-class LossOutput:
-    """The training objective and its parts (spec section 7)."""
-
-    loss: torch.Tensor
-    mse: torch.Tensor  # weighted MSE over valid entries at positions >= p
-    freq: torch.Tensor  # frequency-domain term (already times per-sample mean weight)
-    prefix_length: int
-    t: torch.Tensor  # (B * repeat,) flow times used
-    weights: torch.Tensor | None  # (B * repeat, T - p, A) clamped L1 weights, None when w = 1
-    hidden_prefix: torch.Tensor | None  # (p,) prefix columns hidden from noisy rows
 
 
 class FlowHooks(nn.Module):
@@ -64,6 +53,21 @@ class FlowHooks(nn.Module):
 
 
 class FlowActionExpert(HookedMixin, nn.Module):
+    """The DiT and its heads, acting on a `VLMContext` (docs/architecture.md §3).
+
+    Holds the 16-layer `DiT`, the state/action projectors, the action output head, the timestep
+    path (`t_embedder` -> `t_projector`, shared by all layers) and the attention sink, under the
+    released parameter names. What it does with a context:
+
+    - `prepare`: positions, rotary tables, the DiT mask and the state token for one call;
+    - `denoise_step`: one network evaluation, the velocity at (x, t);
+    - `sample`: integrate from noise to normalised actions (`xr0lab.flow.integrate`);
+    - `flow_loss`: the post-training objective (`xr0lab.model.loss`).
+
+    `XR0Model` adds the Qwen3-VL backbone that makes the context; DynReach's tier-0 policy makes
+    it with a small conv encoder instead, so both run these exact code paths.
+    """
+
     def __init__(self, config: XR0Config) -> None:
         super().__init__()
         self.config = config
@@ -106,7 +110,7 @@ class FlowActionExpert(HookedMixin, nn.Module):
             raise ValueError(f"context holds K/V for {len(context.keys)} VLM layers "
                              f"{context.vlm_layers} but the DiT has {self.config.dit.num_layers} "
                              "layers; pick one entry per DiT layer with "
-                             "xr0lab.inspect.analysis.remap_context")
+                             "xr0lab.inspect.interventions.remap_context")
         positions = dit_positions(context.positions, context.prompt_mask, chunk_length,
                                   prefix_length=prefix_length, rope_offset=mode.rope_offset)
         positions = self.hook_dit_positions(positions)
@@ -128,8 +132,7 @@ class FlowActionExpert(HookedMixin, nn.Module):
         sink = self.sink.weight[None].expand(B, 1, D)
         h = torch.cat([sink, setup.state_tokens, actions], dim=1)  # (B, S, D)
         t_emb = self.t_projector(self.t_embedder(t)).view(B, 6, D)
-        for i, layer in enumerate(self.dit.layers):
-            h = layer(h, t_emb, setup.cos, setup.sin, context.keys[i], context.values[i], setup.mask)
+        h = self.dit(h, t_emb, setup.cos, setup.sin, context.keys, context.values, setup.mask)
         return self.action_output_layer(h[:, 2:]).to(x.dtype)
 
     def _flow_observer(self):
@@ -156,76 +159,10 @@ class FlowActionExpert(HookedMixin, nn.Module):
     # -- training ----------------------------------------------------------------------------
     def sample_prefix_length(self, chunk_length: int,
                              generator: torch.Generator | None = None) -> int:
-        """One draw per forward call, shared by the batch (spec section 7)."""
-        if not self.config.mode.supports_prefix:
-            return 0
-        tr = self.config.train
-        hi = min(tr.max_prefix, chunk_length)
-        if tr.prefix_schedule == "paper":  # p ~ U{0..6}
-            return int(torch.randint(0, hi + 1, (1,), generator=generator))
-        if hi < 1 or float(torch.rand(1, generator=generator)) >= tr.prefix_probability:
-            return 0
-        return int(torch.randint(1, hi + 1, (1,), generator=generator))
+        """One prefix length per forward call, shared by the batch (see `loss.sample_prefix_length`)."""
+        return sample_prefix_length(self.config, chunk_length, generator)
 
     def flow_loss(self, context: VLMContext, actions: torch.Tensor, action_mask: torch.Tensor,
-                  state: torch.Tensor, *, generator: torch.Generator | None = None,
-                  prefix_length: int | None = None, t: torch.Tensor | None = None,
-                  noise: torch.Tensor | None = None) -> LossOutput:
-        """0.5 * weighted_mse + c_freq * freq_loss, with prefixes, hiding and L1 reweighting.
-
-        `prefix_length`, `t` and `noise` override the random draws (t and noise are per repeated
-        sample, (B * repeat,) and (B * repeat, T, A)).
-        """
-        cfg, tr = self.config, self.config.train
-        r = tr.training_repeat
-        context = context.repeat_interleave(r)
-        actions, action_mask, state = (x.repeat_interleave(r, dim=0)
-                                       for x in (actions, action_mask, state))
-        B, T, A = actions.shape
-        p = self.sample_prefix_length(T, generator) if prefix_length is None else prefix_length
-        if p and not cfg.mode.supports_prefix:
-            raise ValueError(f"prefix_length={p} needs mode 'xr0-async'; config mode is "
-                             f"{cfg.mode.mode!r}")
-        if not 0 <= p <= T:
-            raise ValueError(f"prefix_length must be in [0, {T}], got {p}")
-        hidden = None
-        if cfg.mode.prefix_hiding and p > tr.hide_keep_last:
-            hidden = sample_hidden_prefix(p, keep_last=tr.hide_keep_last,
-                                          probability=tr.hide_probability, generator=generator)
-        if noise is None:
-            noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype,
-                                device=actions.device)
-        if t is None:
-            f = cfg.flow
-            t = sample_time(B, f.time_sampling, alpha=f.beta_alpha, beta=f.beta_beta,
-                            scale=f.time_scale, generator=generator).to(actions.device)
-        x_t = interpolate(noise, actions, t)
-        u = actions - noise
-        x_in = torch.cat([actions[:, :p], x_t[:, p:]], dim=1)
-        setup = self.prepare(context, state, T, prefix_length=p, hidden_prefix=hidden)
-        v = self.denoise_step(setup, context, x_in, t, action_mask)
-
-        valid = action_mask[:, p:].to(v.dtype)
-        weights = None
-        w = torch.ones_like(valid)
-        if p > 0 and tr.reweight:
-            with torch.no_grad():
-                generated = integrate(
-                    lambda x, tt: self.denoise_step(setup, context, x, tt, action_mask),
-                    noise, cfg.flow.num_steps, prefix=actions, prefix_length=p)
-            w = (generated[:, p:] - actions[:, p:]).abs()
-            w = w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-12)
-            w = weights = w.clamp(*tr.weight_clamp)
-        mse = ((v[:, p:] - u[:, p:]) ** 2 * w * valid).sum() / valid.sum().clamp_min(1)
-
-        freq = torch.zeros((), device=v.device)
-        if tr.freq_coef and T - p > 0:
-            vv, uu = v[:, p:].float(), u[:, p:].float()
-            if tr.mask_freq_padding:
-                vv, uu = vv * valid, uu * valid
-            per_sample = (torch.fft.rfft(vv, dim=1) - torch.fft.rfft(uu, dim=1)).abs().mean((1, 2))
-            sample_w = (w * valid).sum((1, 2)) / valid.sum((1, 2)).clamp_min(1)
-            freq = (per_sample * sample_w).mean()
-        loss = tr.mse_coef * mse + tr.freq_coef * freq
-        return LossOutput(loss=loss, mse=mse, freq=freq, prefix_length=p, t=t, weights=weights,
-                          hidden_prefix=hidden)
+                  state: torch.Tensor, **overrides) -> LossOutput:
+        """The post-training objective against one context (see `loss.flow_loss`)."""
+        return flow_loss(self, context, actions, action_mask, state, **overrides)

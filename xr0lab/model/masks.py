@@ -1,4 +1,4 @@
-"""DiT attention masks as pure functions (spec section 4). True = may attend.
+"""DiT attention masks as pure functions (docs/architecture.md §4). True = may attend.
 
 Axes: B batch, L prompt (VLM) length, T action-chunk length, p prefix length, S = 2 + T DiT
 tokens [sink, state, a_0 .. a_{T-1}]. Rows are DiT queries; columns are [L VLM-cache keys | S DiT

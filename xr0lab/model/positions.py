@@ -1,4 +1,4 @@
-"""DiT positions and rotary tables (spec section 5).
+"""DiT positions and rotary tables (docs/architecture.md §5).
 
 Axes: B batch, L prompt length, S = 2 + T DiT tokens, C = 3 M-RoPE components (t, h, w),
 h head dim.

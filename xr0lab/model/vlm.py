@@ -1,5 +1,5 @@
 """The Qwen3-VL wrapper: build the library's model from a config and prefill it into an immutable
-`VLMContext` (spec section 2). Qwen3-VL itself is `transformers`' implementation, not ours.
+`VLMContext` (docs/architecture.md §2). Qwen3-VL itself is `transformers`' implementation, not ours.
 
 Axes: B batch, L prompt length, K kv heads, h head dim, N patches.
 """

@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import torch
 
-from xr0lab.model.expert import FlowActionExpert, LossOutput
+from xr0lab.model.expert import FlowActionExpert
+from xr0lab.model.loss import LossOutput
 from xr0lab.config import Mode, ModeConfig, XR0Config
 from xr0lab.flow import FlowTrace, Integrator
-from xr0lab.inspect.hooks import HookPoint, name_hook_points
+from xr0lab.inspect.hook_points import HookPoint, name_hook_points
 from xr0lab.model.checks import (XR0InputError, check_action_inputs, check_actions, check_prefix,
                            check_prompt)
 from xr0lab.model.vlm import VLMContext, build_vlm, prefill, resolve_attn_implementation
 
 
 class XR0Model(FlowActionExpert):
+    """XR-0: a Qwen3-VL backbone (`self.vlm`) in front of the flow-matching action expert.
+
+    One inference is one VLM prefill and `num_steps` DiT evaluations against its cache:
+
+        actions = model.predict_actions(**processor_inputs, seed=0)   # (B, T, 32), normalised
+        context = model.prefill(input_ids, attention_mask, pixel_values, image_grid_thw)
+        actions = model.sample(context, state, action_mask, noise=noise, prefix=..., ...)
+
+    `config.mode` picks the released inference behaviour ("release": causal action mask, no
+    RoPE gap, no prefix) or the asynchronous post-training one ("xr0-async": Λ band, +10 gap,
+    clean prefixes). Parameter names are the released checkpoint's, so `from_pretrained` loads a
+    released directory strictly. `vlm=` shares an existing backbone (e.g. the same weights in
+    another mode). Inspection goes through the hooks of `xr0lab.inspect` (`run_with_cache`,
+    `run_with_hooks`), which are off and cheap unless used.
+    """
+
     def __init__(self, config: XR0Config, *, vlm=None) -> None:
         super().__init__(config)
         if vlm is None:
@@ -129,7 +146,7 @@ class XR0Model(FlowActionExpert):
                      state: torch.Tensor, action_mask: torch.Tensor, actions: torch.Tensor, *,
                      generator: torch.Generator | None = None, prefix_length: int | None = None,
                      mm_token_type_ids: torch.Tensor | None = None, **overrides) -> LossOutput:
-        """The post-training objective (spec section 7); one VLM forward feeds
+        """The post-training objective (docs/architecture.md §7); one VLM forward feeds
         `train.training_repeat` DiT samples."""
         B = check_prompt(self.config, input_ids, attention_mask, pixel_values, image_grid_thw)
         T = check_action_inputs(self.config, B, state, action_mask)

@@ -1,18 +1,22 @@
 """Figures and a what-if explorer for latency: predicted breakdowns, measured vs predicted stages,
-reaction-time floors of the async executor. Plots are made from records (`xr0lab.latency.profiling`) and
-predictions (`xr0lab.latency.costmodel`); nothing here measures anything.
+reaction-time floors of the async executor. Plots are made from profile records
+(`xr0lab.latency.records`) and predictions (`xr0lab.latency.roofline`); nothing here measures
+anything. The figures follow `xr0lab.plots.figure`: single panels draw into `ax=`, every function
+returns its figure closed, and the caller saves it (`save_figure`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from xr0lab.latency import costmodel
 from xr0lab.config import XR0Config, preset
+from xr0lab.latency.devices import DEVICES, Device, get_device
+from xr0lab.latency.roofline import REPORTED_RTX4090_S, Fusion, group_stages, predict, stage_group
+from xr0lab.latency.workload import RELEASED, Workload, whole_tokens
+from xr0lab.plots.figure import figure_axes
 from xr0lab.runtime.planner import Plan
 
 STAGE_GROUPS = ("preprocess", "vision", "prefill", "handoff", "dit", "postprocess")
@@ -20,22 +24,17 @@ _COLORS = dict(zip(STAGE_GROUPS, ("#999999", "#4c72b0", "#dd8452", "#8172b3", "#
                                   "#c44e52")))
 
 
-def plot_predicted_breakdown(config: XR0Config | None = None,
-                             workload: costmodel.Workload = costmodel.RELEASED,
-                             devices: Sequence[costmodel.Device] | None = None, *,
-                             reported_s: float | None = costmodel.REPORTED_RTX4090_S,
-                             fusion: costmodel.Fusion = "none", path: str | Path | None = None,
-                             ax=None):
+def plot_predicted_breakdown(config: XR0Config | None = None, workload: Workload = RELEASED,
+                             devices: Sequence[Device] | None = None, *,
+                             reported_s: float | None = REPORTED_RTX4090_S,
+                             fusion: Fusion = "none", ax=None):
     """Stacked bars of predicted ms per stage group, one bar per device; the reported RTX 4090
     latency as a marker on its bar."""
-    import matplotlib.pyplot as plt
-
     config = config or preset("xr0")
-    devices = list(devices or costmodel.DEVICES.values())
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 1.2 + 0.55 *
-                                                                         len(devices)))
+    devices = list(devices or DEVICES.values())
+    fig, ax = figure_axes(ax, (8, 1.2 + 0.55 * len(devices)))
     for row, dev in enumerate(devices):
-        groups = costmodel.group_stages(costmodel.predict(config, workload, dev, fusion=fusion))
+        groups = group_stages(predict(config, workload, dev, fusion=fusion))
         left = 0.0
         for g in STAGE_GROUPS:
             ms = groups.get(g, 0.0) * 1e3
@@ -52,25 +51,21 @@ def plot_predicted_breakdown(config: XR0Config | None = None,
     ax.set_xlim(0, ax.get_xlim()[1] * 1.12)  # room for the total labels
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.22))
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
     return fig
 
 
-def plot_breakdown(record: dict, path: str | Path | None = None, prediction: str = "probe"):
+def plot_breakdown(record: dict, *, prediction: str = "probe", ax=None):
     """Measured p50 (with p95 whisker) vs predicted time per stage, DiT steps merged."""
-    import matplotlib.pyplot as plt
-
     merged: dict[str, list[float]] = {}
     pred = record.get("predictions", {}).get(prediction, {})
     for name, st in record["stages"].items():
-        m = merged.setdefault(costmodel.stage_group(name), [0.0, 0.0, 0.0])
+        m = merged.setdefault(stage_group(name), [0.0, 0.0, 0.0])
         m[0] += st["p50"] * 1e3
         m[1] += st["p95"] * 1e3
         m[2] += pred.get(name, 0.0) * 1e3
     names = list(merged)
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = figure_axes(ax, (8, 3.6))
     ax.bar(x - 0.2, [merged[n][0] for n in names], 0.4, label="measured p50",
            yerr=[[0] * len(names), [merged[n][1] - merged[n][0] for n in names]], capsize=3)
     if pred:
@@ -82,23 +77,19 @@ def plot_breakdown(record: dict, path: str | Path | None = None, prediction: str
                  fontsize=9)
     ax.legend()
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
     return fig
 
 
-def plot_reaction_floors(plan: Plan, path: str | Path | None = None, ax=None):
+def plot_reaction_floors(plan: Plan, *, ax=None):
     """Worst-case reaction floor (ms) against the trigger period s, at the smallest feasible p
     for each s; async and sync side by side."""
-    import matplotlib.pyplot as plt
-
     best: dict[int, object] = {}
     for r in plan.rows:
         s = r.setting.s
         if s not in best or r.setting.p < best[s].setting.p:
             best[s] = r
     s_values = sorted(best)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.4))
+    fig, ax = figure_axes(ax, (7, 3.4))
     ax.plot(s_values, [best[s].async_floor.worst_s * 1e3 for s in s_values], "o-",
             label="async (p = d)")
     ax.plot(s_values, [best[s].sync_floor.worst_s * 1e3 for s in s_values], "s--",
@@ -109,8 +100,6 @@ def plot_reaction_floors(plan: Plan, path: str | Path | None = None, ax=None):
                  f"at {plan.rate_hz:g} Hz), H = {plan.horizon}", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
     return fig
 
 
@@ -121,13 +110,13 @@ def whatif(views: int = 3, height: int = 256, width: int = 320, steps: int = 5,
     """Predicted ms per stage group for one what-if setting of the released configuration.
     `vlm_layers` defaults to the config's whole VLM."""
     config = config or preset("xr0")
-    dev = dataclasses.replace(costmodel.get_device(device), launch_overhead_s=launch_us * 1e-6)
-    hw = costmodel.whole_tokens(config, height, width)
+    dev = dataclasses.replace(get_device(device), launch_overhead_s=launch_us * 1e-6)
+    hw = whole_tokens(config, height, width)
     layers = config.vlm.num_layers if vlm_layers is None else vlm_layers
-    w = dataclasses.replace(costmodel.RELEASED, views=views, image_hw=hw,
+    w = dataclasses.replace(RELEASED, views=views, image_hw=hw,
                             num_steps=steps, vlm_layers=max(layers, config.dit.num_layers))
-    preds = costmodel.predict(config, w, dev, fusion="elementwise" if fused else "none")
-    return {k: v * 1e3 for k, v in costmodel.group_stages(preds).items()}
+    preds = predict(config, w, dev, fusion="elementwise" if fused else "none")
+    return {k: v * 1e3 for k, v in group_stages(preds).items()}
 
 
 def whatif_widget(config: XR0Config | None = None):
@@ -145,7 +134,7 @@ def whatif_widget(config: XR0Config | None = None):
         for g in STAGE_GROUPS:
             ax.barh(0, ms.get(g, 0.0), left=left, color=_COLORS[g], label=g)
             left += ms.get(g, 0.0)
-        ax.axvline(costmodel.REPORTED_RTX4090_S * 1e3, color="k", ls=":", label="80 ms")
+        ax.axvline(REPORTED_RTX4090_S * 1e3, color="k", ls=":", label="80 ms")
         ax.set_yticks([])
         ax.set_xlabel(f"predicted {left:.1f} ms on {device}")
         ax.legend(fontsize=7, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.6))
@@ -158,7 +147,7 @@ def whatif_widget(config: XR0Config | None = None):
         vlm_layers=w.IntSlider(config.vlm.num_layers, config.dit.num_layers,
                                config.vlm.num_layers),
         launch_us=w.FloatSlider(5.0, min=0.0, max=15.0, step=0.5),
-        device=w.Dropdown(options=list(costmodel.DEVICES), value="rtx4090"),
+        device=w.Dropdown(options=list(DEVICES), value="rtx4090"),
         fused=w.Checkbox(False, description="fuse elementwise"))
 
 
@@ -187,18 +176,14 @@ def format_rows(rows: Sequence[dict], floatfmt: str = ".2f") -> str:
     return "\n".join(lines)
 
 
-def plot_whatif_grid(rows: Sequence[dict], path: str | Path | None = None):
+def plot_whatif_grid(rows: Sequence[dict], *, ax=None):
     """Predicted total / default for each what-if knob value (from `whatif_grid`)."""
-    import matplotlib.pyplot as plt
-
     labels = [f"{r['knob']}={r['value']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.3 + 0.28 * len(rows)))
+    fig, ax = figure_axes(ax, (7, 0.3 + 0.28 * len(rows)))
     ax.barh(range(len(rows)), [r["ratio"] for r in rows], color="#4c72b0")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("predicted latency / released configuration (RTX 4090)")
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
     return fig

@@ -1,13 +1,21 @@
-"""Timeline plots. matplotlib is imported inside the functions: importing xr0lab stays cheap and
-headless machines never touch a display backend unless they plot."""
+"""Plots of an executor run: the timeline of chunks and ticks, the executed actions against each
+chunk's plan, and agent paths in the pursuit scene.
+
+Each function draws into `ax` when given, else into a new figure, and returns the Figure
+(`xr0lab.plots.figure`). matplotlib is imported inside the functions: importing xr0lab stays cheap
+and headless machines never touch a display backend unless they plot.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xr0lab.runtime.scheduler import Timeline
+from xr0lab.plots.figure import figure_axes
+
+if TYPE_CHECKING:  # xr0lab.runtime re-exports these plots: a real import would be circular
+    from xr0lab.runtime.scheduler import Timeline
 
 KIND_COLORS = {
     "fresh": "#3b75af", "prefix": "#8fb9e0", "committed": "#ef8636", "bridge": "#b5a0d0",
@@ -26,11 +34,9 @@ def plot_timeline(timeline: Timeline, ax: Any = None, title: str | None = None,
     """Rows = chunks, columns = ticks. Each executed tick is a cell coloured by its kind
     (held ticks sit on the row of the chunk being waited for); a thin bar shows each chunk's
     planned span, a line from trigger (triangle) to arrival shows it computing."""
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.35 * max(len(timeline.chunks), 3) + 1.2))
+    fig, ax = figure_axes(ax, (10, 0.35 * max(len(timeline.chunks), 3) + 1.2))
     H = timeline.config.chunk_length
     n_ticks = len(timeline.ticks)
     show_index = n_ticks <= 48 if show_index is None else show_index
@@ -60,17 +66,14 @@ def plot_timeline(timeline: Timeline, ax: Any = None, title: str | None = None,
                           f"p={cfg.prefix_length}", fontsize=10)
     ax.legend(handles=[Patch(color=KIND_COLORS[k], label=k) for k in KIND_COLORS if k in used],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
-    return ax
+    return fig
 
 
 def plot_actions(timeline: Timeline, dim: int = 0, ax: Any = None,
                  title: str | None = None) -> Any:
     """Executed action dim `dim` over ticks (first batch element), each chunk's plan drawn
     faintly over its span, seams marked by ticks on the x axis."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 2.6))
+    fig, ax = figure_axes(ax, (10, 2.6))
     for c in timeline.chunks:
         plan = _first(c.values)[:, dim]
         ax.plot(np.arange(c.anchor_tick, c.anchor_tick + len(plan)), plan, color="#999999",
@@ -84,15 +87,12 @@ def plot_actions(timeline: Timeline, dim: int = 0, ax: Any = None,
     ax.set_ylabel(f"action[{dim}]")
     ax.set_title(title or f"{timeline.config.strategy}: executed action vs chunk plans", fontsize=10)
     ax.legend(fontsize=7, frameon=False, loc="upper right")
-    return ax
+    return fig
 
 
 def plot_paths(runs: dict[str, Any], scene: Any, ax: Any = None) -> Any:
     """2-D agent paths of several `SceneRun`s in one `PursuitScene`, with both targets."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = figure_axes(ax, (4.5, 4.5))
     for name, run in runs.items():
         ax.plot(*run.positions.T, lw=1.3, label=name)
     ax.plot(*scene.start, "ko", ms=5)
@@ -101,4 +101,4 @@ def plot_paths(runs: dict[str, Any], scene: Any, ax: Any = None) -> Any:
             label=f"target (from tick {scene.jump_tick})")
     ax.set_aspect("equal")
     ax.legend(fontsize=7, frameon=False)
-    return ax
+    return fig

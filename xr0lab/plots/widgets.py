@@ -12,10 +12,11 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from xr0lab.plots import viz
-from xr0lab.inspect.analysis import cached_patterns
 from xr0lab.flow import FlowTrace
+from xr0lab.inspect.attention import cached_patterns
 from xr0lab.model.masks import TokenLayout
+from xr0lab.plots.attention import plot_attention_pattern
+from xr0lab.plots.flow import plot_action_chunks
 
 
 def has_frontend() -> bool:
@@ -64,8 +65,8 @@ def attention_explorer(cache: Mapping[str, torch.Tensor], layout: TokenLayout, *
     def draw(step: int, layer: int, head: Any):
         p = patterns[layer][step, sample]
         p = p.float().mean(0) if head == "mean" else p[head]
-        return viz.plot_attention_pattern(p, layout,
-                                          title=f"layer {layer}, head {head}, flow step {step}")
+        return plot_attention_pattern(p, layout,
+                                      title=f"layer {layer}, head {head}, flow step {step}")
 
     return _explore(draw, {"step": ("flow step", list(range(n_steps)), 0),
                            "layer": ("DiT layer", list(patterns), next(iter(patterns))),
@@ -81,7 +82,7 @@ def flow_explorer(trace: FlowTrace, final: torch.Tensor, *, sample: int = 0,
     def draw(step: int, dim: int):
         chunks = {"x_t": trace.x_t[step, sample],
                   "clean estimate": trace.clean_estimate[step, sample], "final": final[sample]}
-        fig = viz.plot_action_chunks(chunks, dims=(dim,))
+        fig = plot_action_chunks(chunks, dims=(dim,))
         fig.axes[0].set_title(f"dim {dim}, flow step {step} (t = {float(trace.t[step]):.2f})",
                               fontsize=9)
         return fig

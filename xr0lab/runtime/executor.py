@@ -16,8 +16,9 @@ from typing import Any, Callable
 import torch
 
 from xr0lab.runtime.scheduler import ChunkScheduler, Timeline
-from xr0lab.runtime.timing import (Array, ConstantDelay, DelayModel, ExecutorConfig,
-                                   InferenceRequest, Reanchorer, call_policy, latency_to_ticks)
+from xr0lab.runtime.config import ExecutorConfig
+from xr0lab.runtime.delays import latency_to_ticks, ConstantDelay, DelayModel
+from xr0lab.runtime.records import call_policy, Array, InferenceRequest, Reanchorer
 
 Policy = Callable[..., Array]
 

@@ -1,13 +1,14 @@
-"""Latency budget planner for asynchronous chunk execution (spec section 9, benchmark section 3).
+"""Latency budget planner for asynchronous chunk execution (docs/architecture.md §9, docs/dynreach.md §3).
 
 From a latency distribution and a control rate it finds the executor settings that are feasible,
 and what each costs in reaction time.
 
 Words (ticks are control periods, 1 / rate):
   H  chunk length (actions per chunk)
-  s  execution horizon: ticks between two inference triggers (T_e in the spec); k = H - s is
+  s  execution horizon: ticks between two inference triggers (T_e in docs/architecture.md §9); k = H - s is
      the number of actions of the current chunk still unexecuted at a trigger
-  d  inference delay in ticks: ceil(latency quantile * rate)
+  d  inference delay in ticks: ceil(latency quantile * rate), the runtime's own
+     `xr0lab.runtime.delays.latency_to_ticks` (exact multiples of the tick do not round up)
   p  prefix length: committed actions the new chunk is conditioned on
 
 Asynchronous cycle at trigger tick t_c: capture the observation; inference runs for d ticks while
@@ -19,24 +20,29 @@ prefix R[0:p] (R = the k actions left), and takes over at t_c + d. Constraints:
   d <= s      one inference in flight at a time (the next trigger comes after the result)
 Synchronous cycle: capture, hold d ticks, execute new[0:s]; one cycle lasts s + d ticks.
 
-Reaction-time floor (benchmark section 6.2, without the expert's own turning time): an
+Reaction-time floor (docs/dynreach.md §6.2, without the expert's own turning time): an
 observation change right after a capture waits a whole cycle for the next capture (s ticks async,
 s + d sync), and then the first action that can depend on it runs p ticks (async: the first p
 actions are the committed prefix) or d ticks (sync: the hold) after that capture.
+
+>>> latency_to_ticks(0.080, 30), latency_to_ticks(0.100, 30)  # 2.4 ticks; 3.0000000000000004
+(3, 3)
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from xr0lab.runtime.delays import latency_to_ticks
+
 ExecMode = Literal["async", "sync"]
 
 # Latencies are often exact multiples of the tick (0.1 s at 30 Hz = 3 ticks); floating-point
-# products like 0.1 * 30 = 3.0000000000000004 must not round up to an extra tick.
+# products like 0.1 * 30 = 3.0000000000000004 must not count as late. The tolerance
+# `latency_to_ticks` applies to its ceiling.
 _TICK_EPS = 1e-9
 
 
@@ -61,19 +67,6 @@ def latency_quantile(latency, quantile: float = 0.99) -> float:
     if samples.size == 1:
         return float(samples[0])
     return float(np.quantile(samples, quantile, method="higher"))
-
-
-def delay_ticks(latency_s: float, rate_hz: float) -> int:
-    """d = ceil(latency * rate): control ticks an inference of `latency_s` spans.
-
-    >>> delay_ticks(0.080, 30)
-    3
-    """
-    if rate_hz <= 0:
-        raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
-    if latency_s < 0:
-        raise ValueError(f"latency must be >= 0 seconds, got {latency_s}")
-    return max(0, math.ceil(latency_s * rate_hz - _TICK_EPS))
 
 
 @dataclass(frozen=True)
@@ -227,7 +220,7 @@ def plan(latency, rate_hz: float, horizon: int, *, quantile: float = 0.99,
     if s is not None and not 1 <= s <= horizon:
         raise ValueError(f"s must be in 1..H = {horizon}, got {s} (k = H - s)")
     lat = latency_quantile(latency, quantile)
-    d = delay_ticks(lat, rate_hz)
+    d = latency_to_ticks(lat, rate_hz)
     samples = np.atleast_1d(np.asarray(latency, dtype=float))
     late = None if samples.size == 1 else float(np.mean(samples * rate_hz > d + _TICK_EPS))
     rows = []

@@ -1,4 +1,4 @@
-"""Re-anchoring a committed prefix for delta-action embodiments (architecture spec section 9).
+"""Re-anchoring a committed prefix for delta-action embodiments (docs/architecture.md §9).
 
 Delta actions are expressed relative to the state at their chunk's anchor frame. A prefix taken
 from the previous chunk was anchored at that chunk's trigger; before it conditions the next chunk
@@ -24,7 +24,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from xr0lab.runtime.timing import Array
+from xr0lab.runtime.records import Array
 
 ActionKind = Literal["delta", "absolute"]
 

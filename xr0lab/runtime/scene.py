@@ -16,7 +16,8 @@ import numpy as np
 
 from xr0lab.runtime.executor import ChunkExecutor
 from xr0lab.runtime.scheduler import Timeline
-from xr0lab.runtime.timing import DelayModel, ExecutorConfig
+from xr0lab.runtime.config import ExecutorConfig
+from xr0lab.runtime.delays import DelayModel
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from xr0lab.runtime.arrays import copy_array, like, max_abs_diff, zeros_like
+from xr0lab.runtime.config import ExecutorConfig
+from xr0lab.runtime.guidance import guidance_weights
+from xr0lab.runtime.invariants import InvariantMonitor
+from xr0lab.runtime.records import (HOLD_KINDS, TICK_KINDS, Array, ChunkRecord, InferenceRequest,
+                                    Reanchorer, TickKind, TickRecord)
 from xr0lab.runtime.smoothness import Smoothness, seams_from_chunk_ids, smoothness
-from xr0lab.runtime.timing import (HOLD_KINDS, TICK_KINDS, Array, ChunkRecord, ExecutorConfig,
-                                   InferenceRequest, InvariantMonitor, Reanchorer, TickKind,
-                                   TickRecord, _copy, _like, _max_abs_diff, _zeros_like,
-                                   guidance_weights)
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,11 @@ class ChunkScheduler:
         elif strategy == "prefix" and rem_len > 0:
             # Short only after an overrun pushed the trigger late; visible as prefix_length < p.
             hard_len = committed_len = covered = min(cfg.prefix_length, rem_len)
-            committed = _copy(remainder[..., :hard_len, :])
+            committed = copy_array(remainder[..., :hard_len, :])
         elif strategy == "guided" and rem_len > 0:
-            committed = _copy(remainder)
+            committed = copy_array(remainder)
             committed_len = min(self.delay_estimate, rem_len)
-            weights = _like(guidance_weights(H, self.delay_estimate, rem_len), remainder)
+            weights = like(guidance_weights(H, self.delay_estimate, rem_len), remainder)
         anchor_state = None if self.reanchor is None else self.reanchor.anchor(observation)
         prefix = committed
         if committed is not None and anchor_state is not None and cur.anchor_state is not None:
@@ -164,7 +166,7 @@ class ChunkScheduler:
             committed_len, covered, self.delay_estimate, anchor_state, cur is not None)
         self._next_id += 1
         return InferenceRequest(self._in_flight.id, self._tick, observation,
-                                None if prefix is None else _copy(prefix),
+                                None if prefix is None else copy_array(prefix),
                                 0 if prefix is None else prefix.shape[-2], weights)
 
     def check_chunk(self, chunk: Any) -> None:
@@ -178,7 +180,7 @@ class ChunkScheduler:
                              f"(..., H={H}, A) with H = ExecutorConfig.chunk_length")
         t = self._template
         if t is None:
-            self._template = _zeros_like(chunk[..., 0, :])
+            self._template = zeros_like(chunk[..., 0, :])
         elif type(chunk) is not type(t) or tuple(chunk.shape[:-2]) + tuple(chunk.shape[-1:]) \
                 != tuple(t.shape):
             raise ValueError(f"policy returned {type(chunk).__name__} {tuple(chunk.shape)}; "
@@ -201,7 +203,7 @@ class ChunkScheduler:
         self.monitor.on_arrival(flight.id, flight.committed, flight.executed)
         error = None
         if flight.prefix_length > 0:
-            error = _max_abs_diff(chunk[..., :flight.prefix_length, :], flight.prefix_given)
+            error = max_abs_diff(chunk[..., :flight.prefix_length, :], flight.prefix_given)
         record = ChunkRecord(flight.id, flight.trigger_tick, t, anchor, start, delta,
                              flight.delay_estimate, flight.prefix_length, overrun, latency_s,
                              error, chunk)
@@ -241,14 +243,14 @@ class ChunkScheduler:
         if kind in HOLD_KINDS:
             index = None
             if self.config.hold_action == "repeat" and self._last_action is not None:
-                action = _copy(self._last_action)
+                action = copy_array(self._last_action)
             else:
-                action = None if self._template is None else _zeros_like(self._template)
+                action = None if self._template is None else zeros_like(self._template)
             record = TickRecord(self._tick, None, None, kind,
                                 None if flight is None else flight.id)
             self.monitor.on_tick(record, action, None, None)
         else:
-            action = _copy(cur.values[..., index, :])
+            action = copy_array(cur.values[..., index, :])
             record = TickRecord(self._tick, cur.id, index, kind,
                                 None if flight is None else flight.id)
             self.monitor.on_tick(record, action, cur.values, cur.anchor_tick)
@@ -258,7 +260,7 @@ class ChunkScheduler:
         self._ticks.append(record)
         self._actions.append(action)
         self._tick += 1
-        return None if action is None else _copy(action)
+        return None if action is None else copy_array(action)
 
     def timeline(self, tick_times: tuple[float, ...] | None = None,
                  late_ticks: int = 0) -> Timeline:
@@ -266,7 +268,7 @@ class ChunkScheduler:
         actions = None
         if self._actions and self._template is not None:
             # Ticks before the first chunk (real clock) had no command; record them as zeros.
-            rows = [_zeros_like(self._template) if a is None else a for a in self._actions]
+            rows = [zeros_like(self._template) if a is None else a for a in self._actions]
             actions = (torch.stack(rows, dim=-2) if isinstance(self._template, torch.Tensor)
                        else np.stack(rows, axis=-2))
         return Timeline(self.config, tuple(self._ticks), tuple(self._chunks), actions,

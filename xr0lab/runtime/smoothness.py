@@ -1,4 +1,4 @@
-"""Smoothness metrics of executed action sequences, defined once (benchmark spec section 6.3).
+"""Smoothness metrics of executed action sequences, defined once (docs/dynreach.md §6.3).
 
 Every metric works on actions shaped (..., T, A): T ticks, A action dims, any leading batch axes
 (episodes). Distances are the Euclidean norm over the action vector of the per-tick difference,

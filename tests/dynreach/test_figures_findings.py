@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from xr0lab.dynreach import report
+from xr0lab.dynreach import figures, findings
+from xr0lab.dynreach.results import delay_rows, scenarios_in, window_arms
 
 
 def _est(mean, low, high):
@@ -33,7 +34,7 @@ RESULTS = {
 
 
 def test_findings_scenarios_reads_every_number_from_the_results():
-    text = report.findings_scenarios(RESULTS)
+    text = findings.findings_scenarios(RESULTS)
     lines = text.splitlines()
     assert lines[0] == ("S1E (early jump, agent moving), d = 4, cup success / ERT (ticks): "
                         "A3 80.0% [75.0, 85.0] / 2.50 [2.00, 3.00]; "
@@ -47,10 +48,10 @@ def test_findings_scenarios_reads_every_number_from_the_results():
 
 
 def test_scenarios_and_delay_rows():
-    assert report.scenarios_in(RESULTS) == ["S1E"]
-    rows = report.delay_rows(RESULTS, "A3", "S1E")
+    assert scenarios_in(RESULTS) == ["S1E"]
+    rows = delay_rows(RESULTS, "A3", "S1E")
     assert [d for d, _ in rows] == [0, 4]
-    assert report.delay_rows(RESULTS, "A3", "S1") == []
+    assert delay_rows(RESULTS, "A3", "S1") == []
 
 
 def test_scenario_grid_has_a_row_per_scenario():
@@ -58,7 +59,7 @@ def test_scenario_grid_has_a_row_per_scenario():
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = report.plot_scenarios(RESULTS, ("A3", "A5"), [("success_cup", "success"),
+    fig = figures.plot_scenarios(RESULTS, ("A3", "A5"), [("success_cup", "success"),
                                                         ("ert", "ERT")])
     axes = fig.axes
     assert len(axes) == 2 and axes[0].get_title() == "S1E early jump, agent moving: success"
@@ -82,15 +83,15 @@ def test_window_sweep_orders_band_arms_by_w():
                "conflict": {"A5w1": {"C": [None] * 8 + [0.5, 0.25] + [None] * 6},
                             "A5": {"C": [0.1] * 16}}}
     # A6 (hard block) and A7 (band plus RoPE offset, hiding, reweighting) are not windows.
-    assert report.window_arms(results) == [(1, "A5w1"), (4, "A5")]
-    assert report.findings_window(results) == (
+    assert window_arms(results) == [(1, "A5w1"), (4, "A5")]
+    assert findings.findings_window(results) == (
         "Λ band window at S1|d=4 (cup): w = 1 (A5w1): success 60.0% [50.0, 70.0], ERT 1.00 "
         "[0.90, 1.10], C(k >= 8) 0.38; w = 4 (A5): success 80.0% [70.0, 90.0], ERT "
         "0.50 [0.40, 0.60], C(k >= 8) 0.10.")
-    assert report.findings_window(results, scenario="S1E") == "No Λ-band arms evaluated at S1E|d=4."
+    assert findings.findings_window(results, scenario="S1E") == "No Λ-band arms evaluated at S1E|d=4."
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    fig = report.plot_window_sweep(results)
+    fig = figures.plot_window_sweep(results)
     np.testing.assert_allclose(fig.axes[2].get_lines()[0].get_ydata(), [0.375, 0.1])
     plt.close(fig)

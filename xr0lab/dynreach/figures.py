@@ -1,8 +1,9 @@
-"""Figures and findings for the DynReach notebooks (05 and 06), drawn from a results dict.
+"""Figures of the DynReach notebooks (05 and 06), drawn from a merged results dict.
 
-Every function takes the merged results (`xr0lab.dynreach.sweep.merge_results` / the committed
-`data/dynreach_results.json`) and returns a matplotlib figure or a string whose numbers come from
-the results; the notebooks only call them. matplotlib is imported lazily.
+Every function follows the project's figure convention (`xr0lab.plots.figure`): single-panel
+functions draw into `ax=` when given, every function returns its figure closed in pyplot, and
+nothing here writes files (callers save with `save_figure`). A few also return the numbers they
+plotted, as (figure, data). matplotlib is imported only when a figure is made.
 """
 
 from __future__ import annotations
@@ -11,54 +12,30 @@ from typing import Sequence
 
 import numpy as np
 
-from xr0lab.dynreach.models import ARMS
+from xr0lab.dynreach.arms import ARMS
+from xr0lab.dynreach.results import delay_rows, late_copy, present, scenarios_in, window_arms
+from xr0lab.dynreach.scenarios import SCENARIO_NAMES
+from xr0lab.plots.figure import figure_axes, new_figure
 
 COLOURS = {"A0": "#7f7f7f", "A1": "#d62728", "A2": "#ff7f0e", "A3": "#1f77b4", "A4": "#9467bd",
            "A5": "#2ca02c", "A6": "#8c564b", "A7": "#e377c2", "A3paper": "#17becf"}
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def arm_label(arm: str) -> str:
     return f"{arm} {ARMS[arm].label}" if arm in ARMS else arm
 
 
-def present(results: dict, arms: Sequence[str]) -> list[str]:
-    return [a for a in arms if a in results["conditions"]]
-
-
-def delay_rows(results: dict, arm: str, scenario: str = "S1") -> list[tuple[int, dict]]:
-    """(d, entry) for the constant-delay rows of an arm, sorted by d."""
-    rows = [(e["delay"], e) for k, e in results["conditions"][arm].items()
-            if k.startswith(f"{scenario}|d=")]
-    return sorted(rows, key=lambda r: r[0])
-
-
-def value(results: dict, arm: str, cond: str, metric: str, part: str = "mean"):
-    e = results["conditions"].get(arm, {}).get(cond)
-    if e is None or metric not in e:
-        return None
-    return e[metric][part]
-
-
-# ------------------------------------------------------------------------------- figures
-
-
 def plot_masks(chunk: int = 16, prefix: int = 4, windows: Sequence[int] = (1, 2, 4, 8)):
     """The action-action masks: full, causal, Λ band for several w, hard block (p = prefix)."""
     from xr0lab.model.masks import action_attention_mask
 
-    plt = _plt()
     panels = [("full (A3)", action_attention_mask(chunk, "full")),
               ("causal (A4, release)", action_attention_mask(chunk, "causal"))]
     panels += [(f"Λ band w={w} (A5)", action_attention_mask(chunk, "band", w)) for w in windows]
     panels.append((f"hard block w=4, p={prefix} (A6)",
                    action_attention_mask(chunk, "hard_block", 4, prefix)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.7))
+    fig, axes = new_figure(1, len(panels), size=(2.3 * len(panels), 2.7))
+    axes = axes[0]
     for ax, (title, m) in zip(axes, panels):
         ax.imshow(m.numpy(), cmap="Greys", vmin=0, vmax=1.3)
         ax.axhline(prefix - 0.5, color="tab:red", lw=0.8)
@@ -73,12 +50,13 @@ def plot_masks(chunk: int = 16, prefix: int = 4, windows: Sequence[int] = (1, 2,
 
 
 def plot_prefix_predictability(chunks: np.ndarray, valid: np.ndarray,
-                               prefixes: Sequence[int] = (1, 2, 4, 6)):
-    """R^2 of a[k] predicted by the last prefix action a[p-1]: why copying is tempting."""
+                               prefixes: Sequence[int] = (1, 2, 4, 6), *, ax=None):
+    """R^2 of a[k] predicted by the last prefix action a[p-1]: why copying is tempting.
+    Returns (figure, {p: R^2 curve})."""
     from xr0lab.dynreach.data import prefix_predictability
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    own = ax is None
+    fig, ax = figure_axes(ax, (5, 3.2))
     out = {}
     for p in prefixes:
         r = prefix_predictability(chunks, p, valid)
@@ -88,7 +66,8 @@ def plot_prefix_predictability(chunks: np.ndarray, valid: np.ndarray,
     ax.set_title("expert chunks: how much the prefix alone explains", fontsize=9)
     ax.axhline(0, color="k", lw=0.5)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig, out
 
 
@@ -117,9 +96,8 @@ def _delay_panel(ax, results: dict, arms: Sequence[str], metric: str, scenario: 
 def plot_vs_delay(results: dict, arms: Sequence[str], metrics: Sequence[tuple[str, str]],
                   scenario: str = "S1"):
     """Metrics vs delay with 95% hierarchical-bootstrap bands; jittered row as a marker."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3))
-    axes = np.atleast_1d(axes)
+    fig, axes = new_figure(1, len(metrics), size=(4.2 * len(metrics), 3.3))
+    axes = axes[0]
     for ax, (metric, title) in zip(axes, metrics):
         _delay_panel(ax, results, arms, metric, scenario)
         ax.set_title(title, fontsize=9)
@@ -128,18 +106,11 @@ def plot_vs_delay(results: dict, arms: Sequence[str], metrics: Sequence[tuple[st
     return fig
 
 
-def scenarios_in(results: dict) -> list[str]:
-    """The scenarios evaluated in a results dict, in S1..S4 order."""
-    found = {k.split("|", 1)[0] for conds in results["conditions"].values() for k in conds}
-    return sorted(found)
-
-
 def plot_scenarios(results: dict, arms: Sequence[str], metrics: Sequence[tuple[str, str]]):
     """A grid of metrics vs delay: one row per scenario evaluated, one column per metric."""
-    plt = _plt()
     scenarios = scenarios_in(results)
-    fig, axes = plt.subplots(len(scenarios), len(metrics),
-                             figsize=(4.2 * len(metrics), 3.0 * len(scenarios)), squeeze=False)
+    fig, axes = new_figure(len(scenarios), len(metrics),
+                           size=(4.2 * len(metrics), 3.0 * len(scenarios)))
     for r, sc in enumerate(scenarios):
         for c, (metric, title) in enumerate(metrics):
             _delay_panel(axes[r, c], results, arms, metric, sc)
@@ -148,26 +119,13 @@ def plot_scenarios(results: dict, arms: Sequence[str], metrics: Sequence[tuple[s
     fig.tight_layout()
     return fig
 
-
-SCENARIO_NAMES = {"S1": "jump-reach", "S2": "cue switch", "S3": "pop-up wall",
-                  "S4": "moving target", "S1E": "early jump, agent moving"}
-
-
-def window_arms(results: dict) -> list[tuple[int, str]]:
-    """(w, arm id) of the Λ-band arms present, sorted by w (A5 is the band at w = 4)."""
-    out = [(ARMS[a].window, a) for a in results["conditions"]
-           if a in ARMS and ARMS[a].attention == "band" and ARMS[a].runtime == "prefix"
-           and not ARMS[a].rope_offset and not ARMS[a].prefix_hiding]
-    return sorted(set(out))
-
-
 def plot_window_sweep(results: dict, delay: int = 4, scenario: str = "S1"):
     """The Λ band's window w against cup success, ERT and the late copy score C(k >= 8), with
     the full mask (A3) as a dashed reference: does a narrower band copy less, and at what cost?"""
-    plt = _plt()
     cond = f"{scenario}|d={delay}"
     rows = [(w, a) for w, a in window_arms(results) if cond in results["conditions"][a]]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = new_figure(1, 3, size=(12, 3.2))
+    axes = axes[0]
     if not rows:
         for ax in axes:
             ax.set_axis_off()
@@ -185,9 +143,9 @@ def plot_window_sweep(results: dict, delay: int = 4, scenario: str = "S1"):
         if ref is not None:
             ax.axhline(ref["mean"], color=COLOURS["A3"], ls="--", label="A3 full mask")
         ax.set_title(f"{title}, {cond}", fontsize=9)
-    late = [_late_copy(results.get("conflict", {}).get(a)) for _, a in rows]
+    late = [late_copy(results.get("conflict", {}).get(a)) for _, a in rows]
     axes[2].plot(w, late, marker="o", color=COLOURS["A5"])
-    ref = _late_copy(results.get("conflict", {}).get("A3"))
+    ref = late_copy(results.get("conflict", {}).get("A3"))
     if ref is not None:
         axes[2].axhline(ref, color=COLOURS["A3"], ls="--")
     axes[2].set_title("late copy score mean C(k >= 8)", fontsize=9)
@@ -199,18 +157,11 @@ def plot_window_sweep(results: dict, delay: int = 4, scenario: str = "S1"):
     fig.tight_layout()
     return fig
 
-
-def _late_copy(cf: dict | None, late_from: int = 8) -> float | None:
-    """Mean C(k) over k >= late_from, or None where C is missing."""
-    vals = [v for v in ((cf or {}).get("C") or [])[late_from:] if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def plot_pareto(results: dict, arms: Sequence[str], delay: int = 4, scenario: str = "S1"):
     """Reactivity vs smoothness: ERT against cup spill and against jerk at one delay."""
-    plt = _plt()
     cond = f"{scenario}|d={delay}"
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = new_figure(1, 2, size=(9, 3.6))
+    axes = axes[0]
     for ax, xm, xl in ((axes[0], "spill_cup", "spill per episode (cup)"),
                        (axes[1], "jerk", "jerk |a[t+1] - 2a[t] + a[t-1]|")):
         for a in present(results, arms):
@@ -235,8 +186,8 @@ def plot_copy_curves(results: dict, arms: Sequence[str], key: str = "conflict"):
     "conflict_moving" (the agent still moving toward the old goal when the target jumps) or
     "conflict_wall" (S3: a stale straight-line prefix, the new wall in the image; the right
     panel then shows how far the late actions lie from the fresh detour and the stale plan)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = new_figure(1, 2, size=(10, 3.4))
+    axes = axes[0]
     wall = []
     for a in present(results, arms):
         cf = results.get(key, {}).get(a)
@@ -276,9 +227,10 @@ def plot_copy_curves(results: dict, arms: Sequence[str], key: str = "conflict"):
     return fig
 
 
-def plot_attention(results: dict, arms: Sequence[str]):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+def plot_attention(results: dict, arms: Sequence[str], *, ax=None):
+    """Attention mass on the prefix tokens per DiT layer, late and early noisy rows."""
+    own = ax is None
+    fig, ax = figure_axes(ax, (5, 3.2))
     for a in present(results, arms):
         att = results["attention"].get(a)
         if att is None:
@@ -291,24 +243,24 @@ def plot_attention(results: dict, arms: Sequence[str]):
     ax.set_xlabel("DiT layer"), ax.set_ylabel("attention mass on prefix tokens")
     ax.set_title("diagnostic only: attention is not influence", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
 def plot_frame_strip(results: dict, arms: Sequence[str], episode: int = 0, n_frames: int = 6,
                      size: int = 64):
     """Frames of one perturbed test episode per arm (same episode, same noise), with the path."""
-    from xr0lab.dynreach.world import render, sample_episodes
+    from xr0lab.dynreach.render import render
+    from xr0lab.dynreach.scenarios import sample_episodes
 
-    plt = _plt()
     arms = [a for a in present(results, arms) if a in results["examples"]]
     ex0 = results["examples"][arms[0]]
     seed = ex0["seeds"][episode]
     ep = sample_episodes(ex0["condition"].split("|", 1)[0], [seed])
     tp = int(ep.t_perturb[0])
     ticks = np.linspace(max(tp - 8, 0), min(tp + 40, 119), n_frames).astype(int)
-    fig, axes = plt.subplots(len(arms), n_frames, figsize=(1.6 * n_frames, 1.7 * len(arms)))
-    axes = np.atleast_2d(axes)
+    fig, axes = new_figure(len(arms), n_frames, size=(1.6 * n_frames, 1.7 * len(arms)))
     for r, a in enumerate(arms):
         pos = np.asarray(results["examples"][a]["positions"][episode])
         for c, t in enumerate(ticks):
@@ -329,8 +281,8 @@ def plot_frame_strip(results: dict, arms: Sequence[str], episode: int = 0, n_fra
 
 def plot_smoothness(results: dict, arms: Sequence[str], scenario: str = "S1"):
     """Boundary discontinuity ratio, jerk, cup spill and throughput (cup, plain) vs delay."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    fig, axes = new_figure(1, 4, size=(16, 3.2))
+    axes = axes[0]
     for a in present(results, arms):
         rows = delay_rows(results, a, scenario)
         d = [r[0] for r in rows]
@@ -351,16 +303,17 @@ def plot_smoothness(results: dict, arms: Sequence[str], scenario: str = "S1"):
     return fig
 
 
-def plot_prefix_schedule(n: int = 4000, seed: int = 0):
-    """Distribution of the training prefix length: released code vs the report's wording."""
+def plot_prefix_schedule(n: int = 4000, seed: int = 0, *, ax=None):
+    """Distribution of the training prefix length: released code vs the report's wording.
+    Returns (figure, {schedule: P(p) for p = 0..6})."""
     import torch
 
+    from xr0lab.dynreach.policies import Tier0Config, xr0_config
     from xr0lab.model.expert import FlowActionExpert
-    from xr0lab.dynreach.models import Tier0Config, xr0_config
 
-    plt = _plt()
     small = Tier0Config(encoder_width=16, dit_layers=1, dit_width=16, head_dim=16, kv_heads=1)
-    fig, ax = plt.subplots(figsize=(5, 3))
+    own = ax is None
+    fig, ax = figure_axes(ax, (5, 3))
     out = {}
     for i, arm in enumerate(("A3", "A3paper")):
         expert = FlowActionExpert(xr0_config(small, ARMS[arm]))
@@ -373,157 +326,7 @@ def plot_prefix_schedule(n: int = 4000, seed: int = 0):
     ax.set_xlabel("training prefix length p"), ax.set_ylabel("probability")
     ax.legend(fontsize=8)
     ax.set_title("prefix-length schedule", fontsize=9)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig, out
 
-
-# ------------------------------------------------------------------------------- findings
-
-
-def _fmt(e, digits: int = 2, pct: bool = False) -> str:
-    if e is None:
-        return "n/a"
-    s = 100.0 if pct else 1.0
-    u = "%" if pct else ""
-    return f"{e['mean'] * s:.{digits}f}{u} [{e['low'] * s:.{digits}f}, {e['high'] * s:.{digits}f}]"
-
-
-def source_line(results: dict, full: bool, file: str = "data/dynreach_results.json") -> str:
-    m = results["meta"]
-    seeds = sorted({int(c.rsplit("seed", 1)[1]) for c in m["cells"]})
-    n = m["config"]["eval"]["n_episodes"]
-    what = f"committed {m['name']!r} sweep results ({file})" if full else \
-        f"the {m['name']!r} sweep run in this notebook"
-    return (f"Source: {what}; {len(seeds)} training seed(s), {n} test episodes per condition, "
-            f"{m['threads']} thread(s), created {m['created']}.")
-
-
-def primary_text(results: dict) -> str:
-    lines = []
-    for r in results.get("primary", []):
-        verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
-        lines.append(f"ERT({r['a']}) - ERT({r['b']}) at d = 4, S1 cup: {r['mean']:+.2f} ticks "
-                     f"(95% CI [{r['low']:+.2f}, {r['high']:+.2f}], Holm p = {r['p_holm']:.3g},"
-                     f" {verdict}; {r['n_seeds']} seeds x {r['n_episodes'] // max(r['n_seeds'], 1)}"
-                     f" episodes).")
-    return "\n".join(lines) if lines else "Primary endpoint: arms A3/A5/A6 not all present."
-
-
-def findings_lambda(results: dict, delay: int = 4) -> str:
-    """Notebook 05's findings, every number read from `results`."""
-    cond = f"S1|d={delay}"
-    arms = present(results, ("A1", "A3", "A4", "A5", "A6", "A7"))
-    out = [primary_text(results)]
-    for a in arms:
-        cf = results["conflict"].get(a, {})
-        C = _late_copy(cf)
-        mv = results.get("conflict_moving", {}).get(a)
-        Cm = _late_copy(mv)
-        out.append(
-            f"{a}: success (cup) {_fmt(results['conditions'][a].get(cond, {}).get('success_cup'), 1, True)}, "
-            f"ERT {_fmt(results['conditions'][a].get(cond, {}).get('ert'))} ticks, "
-            f"obs-following index {cf.get('obs_following_index', float('nan')):.2f}, "
-            f"copy fraction {cf.get('copy_fraction', float('nan')):.2f}"
-            + (f", mean C(k >= 8) = {C:.2f}" if C is not None else "")
-            + (f"; moving agent: obs-following {mv['obs_following_index']:.2f}, copy fraction "
-               f"{mv['copy_fraction']:.2f}" if mv else "")
-            + (f", mean C(k >= 8) = {Cm:.2f}" if Cm is not None else "") + ".")
-    att = results.get("attention", {})
-    if "A3" in att and "A5" in att:
-        out.append(f"Attention mass on the prefix from late rows (k >= 8), mean over layers: "
-                   f"A3 {np.mean(att['A3']['prefix_mass_late']):.3f} vs A5 "
-                   f"{np.mean(att['A5']['prefix_mass_late']):.3f} (the band removes direct "
-                   f"attention by construction; this is not a measure of influence).")
-    probe = results.get("stage_a", {})
-    if probe:
-        r2 = [v["probe"]["r2"] for v in probe.values()]
-        readable = ("the goal is linearly readable, so copying the prefix would be a shortcut, "
-                    "not blindness" if np.min(r2) >= 0.8 else
-                    "the goal is only partly readable in this run (undertrained encoder), so "
-                    "copying cannot be told apart from blindness here")
-        out.append(f"Linear probe of the visible goal from the context tokens: held-out R² "
-                   f"{np.mean(r2):.3f} (min {np.min(r2):.3f} over {len(r2)} seed(s)); "
-                   f"{readable}.")
-    return "\n".join(out)
-
-
-def findings_window(results: dict, delay: int = 4, scenario: str = "S1") -> str:
-    """One line per Λ-band window: cup success, ERT and late C(k), read from `results`."""
-    cond = f"{scenario}|d={delay}"
-    parts = []
-    for w, a in window_arms(results):
-        e = results["conditions"][a].get(cond)
-        if e is None:
-            continue
-        c = _late_copy(results.get("conflict", {}).get(a))
-        parts.append(f"w = {w} ({a}): success {_fmt(e.get('success_cup'), 1, True)}, ERT "
-                     f"{_fmt(e.get('ert'))}" + (f", C(k >= 8) {c:.2f}" if c is not None else ""))
-    if not parts:
-        return f"No Λ-band arms evaluated at {cond}."
-    return f"Λ band window at {cond} (cup): " + "; ".join(parts) + "."
-
-
-def findings_scenarios(results: dict, delay: int = 4) -> str:
-    """Findings of the S1-S3 sweep (one policy per seed trained on all three), from `results`:
-    per scenario, each arm's cup success and ERT at `delay`, and the paired A3 - A5 / A3 - A6
-    ERT differences (secondary family, Holm over all its tests)."""
-    out = []
-    for sc in scenarios_in(results):
-        cond = f"{sc}|d={delay}"
-        parts = []
-        for a in present(results, ("A0", "A1", "A3", "A4", "A5", "A6", "A7")):
-            e = results["conditions"][a].get(cond)
-            if e is not None:
-                parts.append(f"{a} {_fmt(e.get('success_cup'), 1, True)} / "
-                             f"{_fmt(e.get('ert'))}")
-        out.append(f"{sc} ({SCENARIO_NAMES.get(sc, sc)}), d = {delay}, cup success / ERT "
-                   f"(ticks): " + "; ".join(parts) + ".")
-        for r in results.get("secondary", []) + results.get("primary", []):
-            if r["condition"].split(" ")[0] == cond and r["metric"] == "ert" and \
-                    r["a"] == "A3" and r["b"] in ("A5", "A6"):
-                verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
-                out.append(f"  ERT(A3) - ERT({r['b']}) in {sc}: {r['mean']:+.2f} ticks "
-                           f"[{r['low']:+.2f}, {r['high']:+.2f}], p = {r['p_value']:.3g}, "
-                           f"Holm p = {r['p_holm']:.3g} ({verdict} after Holm).")
-    wall = results.get("conflict_wall", {})
-    parts = []
-    for a in present(results, ("A3", "A4", "A5", "A6", "A7")):
-        cf = wall.get(a)
-        if cf is None:
-            continue
-        parts.append(f"{a} C(k >= 8) = {_late_copy(cf):.2f}, late actions "
-                     f"{cf['late_distance_fresh']:.4f} from the detour vs "
-                     f"{cf['late_distance_stale']:.4f} from the stale straight plan")
-    if parts:
-        out.append("S3 conflict test (stale straight-line prefix, wall in the image): "
-                   + "; ".join(parts) + ".")
-    return "\n".join(out)
-
-
-def findings_prefix(results: dict, delay: int = 4, scenario: str = "S1") -> str:
-    """Notebook 06's findings, every number read from `results`."""
-    cond = f"{scenario}|d={delay}"
-    out = []
-    for a in present(results, ("A0", "A1", "A2", "A3")):
-        e = results["conditions"][a].get(cond)
-        if e is None:
-            continue
-        p = e["pooled"]
-        out.append(f"{a} ({ARMS[a].label}) at d = {delay} in {scenario}: success plain "
-                   f"{_fmt(e['success_plain'], 1, True)}, cup {_fmt(e['success_cup'], 1, True)}; "
-                   f"spill {_fmt(e['spill_cup'], 3)}; boundary ratio {p['boundary_ratio']:.2f}; "
-                   f"jerk {e['jerk']['mean']:.4f}; throughput {p['throughput_cup']:.1f} (cup) / "
-                   f"{p['throughput_plain']:.1f} (plain) successes per 1,000 ticks.")
-    sec = [r for r in results.get("secondary", []) if r["condition"] == cond and
-           r["b"] in ("A0", "A1", "A2") and r["metric"] == "success_cup"]
-    for r in sec:
-        out.append(f"Paired: success_cup(A3) - success_cup({r['b']}) = {100 * r['mean']:+.1f} "
-                   f"points [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}], Holm p = "
-                   f"{r['p_holm']:.3g}.")
-    cost = results.get("cost", {})
-    if "A2" in cost and "A3" in cost:
-        out.append(f"Cost per chunk: guidance (A2) {cost['A2']['denoise_flops'] / 1e6:.0f} MFLOP "
-                   f"vs trained prefix (A3) {cost['A3']['denoise_flops'] / 1e6:.0f} MFLOP "
-                   f"({cost['A2']['chunk_seconds_median'] * 1e3:.1f} ms vs "
-                   f"{cost['A3']['chunk_seconds_median'] * 1e3:.1f} ms on this CPU).")
-    return "\n".join(out)

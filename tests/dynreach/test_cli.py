@@ -1,0 +1,80 @@
+"""`python -m xr0lab dynreach ...`: the subcommand's options reach `run_command` as plain values."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from xr0lab.cli import main
+from xr0lab.dynreach import sweep
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _fake_results(config, run_dir):
+    return {"meta": {"cells": [f"{a}_seed{s}" for a in config.arms for s in config.seeds],
+                     "run_dir": str(run_dir)},
+            "primary": [{"metric": "ert", "a": "A3", "b": "A5", "condition": "S1|d=4 cup",
+                         "mean": 1.5, "low": 0.5, "high": 2.5, "p_holm": 0.01}]}
+
+
+def test_help_lists_the_commands_behind_the_committed_results(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dynreach", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: xr0lab dynreach" in text
+    assert ("python -m xr0lab dynreach merge full --arms A3 A5 A6 A1 A0 A2 A4 A7 A5w1 A5w2 A5w8 \\"
+            in text)
+    for option in ("--arms", "--seeds", "--episodes", "--run-dir", "--train-from", "--out",
+                   "--workers", "--threads", "--no-progress"):
+        assert option in text
+
+
+def test_run_options_become_the_sweep_config(monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    def fake_run_sweep(config, *, run_dir, workers, threads, progress, out):
+        seen.update(config=config, run_dir=run_dir, workers=workers, threads=threads,
+                    progress=progress, out=out)
+        return _fake_results(config, run_dir)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    assert main(["dynreach", "ci", "--arms", "A3", "A5", "--seeds", "1", "2", "--episodes", "5",
+                 "--run-dir", str(tmp_path), "--train-from", "runs/dynreach/full",
+                 "--no-progress"]) == 0
+    config = seen["config"]
+    assert config.name == "ci" and config.arms == ("A3", "A5") and config.seeds == (1, 2)
+    assert config.eval.n_episodes == 5 and config.train_from == "runs/dynreach/full"
+    assert seen["run_dir"] == tmp_path and seen["workers"] == 1 and seen["threads"] == 1
+    assert seen["progress"] is False and seen["out"] is None
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("dynreach ci: 4 cells, ")
+    assert lines[0].endswith(f"-> {tmp_path / 'results.json'}")
+    assert lines[1] == ("  primary ert A3 - A5 at S1|d=4 cup: +1.50 [+0.50, +2.50], "
+                        "p_holm = 0.01")
+
+
+def test_merge_reads_the_named_presets_run(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(sweep, "backfill_moving_conflict",
+                        lambda run_dir, config: calls.append(("backfill", run_dir, config.name)))
+    monkeypatch.setattr(sweep, "merge_results",
+                        lambda run_dir, config, threads: _fake_results(config, run_dir))
+    monkeypatch.setattr(sweep, "write_json", lambda obj, path: calls.append(("write", path)))
+    results, out = sweep.run_command("merge", "early", run_dir=tmp_path,
+                                     out=tmp_path / "early.json")
+    assert calls == [("backfill", tmp_path, "early"), ("write", tmp_path / "early.json")]
+    assert out == tmp_path / "early.json" and results["meta"]["run_dir"] == str(tmp_path)
+    _, out = sweep.run_command("merge", run_dir=tmp_path)
+    assert out == Path(tmp_path) / "results.json" and calls[-2][2] == "full"
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(SystemExit, match="--workers must be >= 1"):
+        main(["dynreach", "quick", "--workers", "0"])
