@@ -29,7 +29,7 @@ import numpy as np
 from xr0lab.dynreach.expert import ExpertConfig, expert_continuation, rollout_expert
 from xr0lab.dynreach.instructions import instruction_tokens
 from xr0lab.dynreach.physics import Wall
-from xr0lab.dynreach.render import render
+from xr0lab.dynreach.render import ImageDtype, render
 from xr0lab.dynreach.scenarios import Episodes, check_scenario
 from xr0lab.dynreach.world import WorldConfig
 
@@ -77,14 +77,14 @@ class ExpertDataset:
         return self.chunk.shape[1]
 
     def images(self, index: np.ndarray, size: int = 64,
-               dtype: Literal["uint8", "float32"] = "uint8") -> np.ndarray:
+               dtype: ImageDtype = "uint8") -> np.ndarray:
         """Render samples `index` -> (B, S, S, 3)."""
         index = np.asarray(index)
         return render(self.episodes.take(self.episode[index]), self.tick[index],
                       self.position[index], size, dtype)
 
     def batch(self, index: np.ndarray, size: int = 64,
-              dtype: Literal["uint8", "float32"] = "uint8") -> dict[str, np.ndarray]:
+              dtype: ImageDtype = "uint8") -> dict[str, np.ndarray]:
         """A training batch: image, state, tokens (B, L), actions (B, H, 2), valid (B, H)."""
         index = np.asarray(index)
         return {
@@ -183,7 +183,7 @@ class ScenarioMix:
         return part, index - self.offsets[part]
 
     def batch(self, index: np.ndarray, size: int = 64,
-              dtype: Literal["uint8", "float32"] = "uint8") -> dict[str, np.ndarray]:
+              dtype: ImageDtype = "uint8") -> dict[str, np.ndarray]:
         """Like `ExpertDataset.batch`, rows in the order of `index`."""
         part, local = self.locate(index)
         out: dict[str, np.ndarray] = {}

@@ -9,7 +9,7 @@ anti-aliased with a one-pixel ramp across the rim.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -59,15 +59,17 @@ def _wall_alpha(centre: np.ndarray, axis: np.ndarray, size: int) -> np.ndarray:
     return np.clip(0.5 - sdf * size, 0.0, 1.0)
 
 
+ImageDtype = Literal["uint8", "float32"]  # uint8 in [0, 255] or float32 in [0, 1]
+
 def render(episodes: Episodes, ticks: np.ndarray, positions: np.ndarray, size: int = 64,
-           dtype: Literal["uint8", "float32"] = "uint8") -> np.ndarray:
+           dtype: ImageDtype = "uint8") -> np.ndarray:
     """Images (N, S, S, 3) of each episode at its own tick with the agent at `positions`.
 
     uint8 in [0, 255] or float32 in [0, 1]. Draw order: targets, lamp, wall, agent on top.
     """
     if size < 8:
         raise ValueError(f"render: size must be >= 8 pixels, got {size}")
-    if dtype not in ("uint8", "float32"):
+    if dtype not in get_args(ImageDtype):
         raise ValueError(f"render: dtype must be 'uint8' or 'float32', got {dtype!r}")
     n = episodes.n
     ticks = np.broadcast_to(np.asarray(ticks, np.int64), (n,))

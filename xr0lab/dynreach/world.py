@@ -24,7 +24,7 @@ import numpy as np
 from xr0lab.dynreach.instructions import instruction_tokens
 from xr0lab.dynreach.physics import (DEFAULT_KAPPA, DEFAULT_SPILL_THRESHOLD, EPISODE_TICKS, V_MAX,
                                      advance, clip_norm, spill_increment)
-from xr0lab.dynreach.render import render
+from xr0lab.dynreach.render import ImageDtype, render
 from xr0lab.dynreach.scenarios import Episodes, check_scenario, sample_episodes
 from xr0lab.dynreach.seeds import Scenario, continuous_seed
 
@@ -42,7 +42,7 @@ class WorldConfig:
     episode_ticks: int = EPISODE_TICKS
     success_radius: float = 0.05
     image_size: int = 64
-    image_dtype: Literal["uint8", "float32"] = "uint8"
+    image_dtype: ImageDtype = "uint8"
     # Off by default: either would give the policy a second channel to copy its own past
     # actions from, besides the prefix.
     observe_velocity: bool = False

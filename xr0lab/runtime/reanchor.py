@@ -19,7 +19,7 @@ pass through. Absolute-action layouts pass through unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class ActionLayout:
     rotation: tuple[int, int, int] | None = None      # end-effector axis-angle
 
     def __post_init__(self) -> None:
-        if self.kind not in ("delta", "absolute"):
+        if self.kind not in get_args(ActionKind):
             raise ValueError(f"ActionLayout.kind must be 'delta' or 'absolute', got {self.kind!r}")
         if (self.position is None) != (self.rotation is None):
             raise ValueError("ActionLayout.position and .rotation come together (an SE(3) pose); "
