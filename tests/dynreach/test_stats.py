@@ -1,9 +1,12 @@
-"""Hierarchical bootstrap, paired differences and Holm on closed-form cases."""
+"""Hierarchical bootstrap, paired differences, Holm and the seed-level tests on closed-form
+cases."""
 
 import numpy as np
 import pytest
 
-from xr0lab.dynreach.stats import hierarchical_bootstrap, holm, holm_reject, paired_difference
+from xr0lab.dynreach.stats import (format_p, hierarchical_bootstrap, holm, holm_reject,
+                                   paired_difference, per_seed_means, seed_level_test,
+                                   sign_flip_p)
 
 
 def test_constant_data_gives_zero_width_interval():
@@ -63,3 +66,47 @@ def test_holm_known_values():
     np.testing.assert_allclose(holm([0.4, 0.6]), [0.8, 0.8])
     with pytest.raises(ValueError):
         holm([1.2])
+
+
+# --- seed-level tests (v2) -------------------------------------------------------------------
+
+
+def test_sign_flip_enumerates_every_pattern():
+    # |d| = (0.5, 0.2, 1.1, 0.9, 0.3), sum 3.0; a pattern flipping subset S has |3 - 2 S|.
+    # |3 - 2 S| >= 2.6 iff S <= 0.2 or S >= 2.8: {}, {0.2} and their complements -> 4 / 32.
+    assert sign_flip_p([0.5, -0.2, 1.1, 0.9, 0.3]) == 4 / 32
+    assert sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8          # the floor 2^(1 - n) with n = 3
+    assert sign_flip_p([1.0, -1.0]) == 1.0                 # every pattern is as extreme
+    with pytest.raises(ValueError, match="n <= 24"):
+        sign_flip_p(np.ones(25))
+
+
+def test_seed_level_test_matches_the_t_distribution():
+    # Reference values: scipy.stats.ttest_1samp([1, 2, 3], 0) and t.ppf(0.975, 2) = 4.302653.
+    r = seed_level_test([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])
+    assert r.n_seeds == 3 and r.mean == 2.0 and r.differences == (1.0, 2.0, 3.0)
+    assert r.t == pytest.approx(3.464101615137755, rel=1e-12)
+    assert r.p_t == pytest.approx(0.07417990022744854, rel=1e-9)
+    assert r.low == pytest.approx(2.0 - 4.302652729749462 / np.sqrt(3), rel=1e-9)
+    assert r.high == pytest.approx(2.0 + 4.302652729749462 / np.sqrt(3), rel=1e-9)
+    assert r.p_sign_flip == 0.25 and r.p_floor == 0.25
+    d = np.array([0.5, -0.2, 1.1, 0.9, 0.3])
+    r5 = seed_level_test(d, np.zeros(5))
+    assert r5.p_t == pytest.approx(0.08557339864849767, rel=1e-9)
+    assert (r5.low, r5.high) == pytest.approx((-0.1155573340950945, 1.1555573340950946), rel=1e-9)
+    assert r5.p_sign_flip == 0.125 and r5.p_floor == 0.0625
+
+
+def test_one_seed_gets_no_p_value_and_mismatched_seeds_are_refused():
+    r = seed_level_test([0.7], [0.5])
+    assert r.mean == pytest.approx(0.2) and r.p_t is None and r.p_sign_flip is None
+    assert r.low is None and format_p(r.p_sign_flip, r.p_floor) == "no p-value (one seed)"
+    with pytest.raises(ValueError, match="one value per seed"):
+        seed_level_test([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="below the floor"):
+        format_p(0.01, floor=0.0625)
+
+
+def test_per_seed_means_average_within_each_seed():
+    labels, means = per_seed_means([1.0, 3.0, 10.0, 20.0, 30.0], [7, 7, 2, 2, 2])
+    assert labels.tolist() == [2, 7] and means.tolist() == [20.0, 2.0]

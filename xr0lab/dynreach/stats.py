@@ -119,3 +119,112 @@ def holm(p_values) -> np.ndarray:
 def holm_reject(p_values, alpha: float = 0.05) -> np.ndarray:
     """Which hypotheses Holm rejects at family-wise level alpha."""
     return holm(p_values) <= alpha
+
+
+# ------------------------------------------------------------------- seed-level tests (v2)
+# DynReach v2 (docs/dynreach.md §7) tests contrasts at the level of the replication unit: one
+# paired difference per training seed (the arms share the seed's stage-A weights, test episodes
+# and flow noise). With n seeds the exact sign-flip test cannot go below 2^(1 - n); nothing
+# prints a p-value below what its test can reach, and one seed gets no p-value at all.
+
+
+@dataclass(frozen=True)
+class SeedTest:
+    """A seed-level paired comparison: per-seed differences, their t interval and two tests."""
+
+    n_seeds: int
+    mean: float                 # mean of the per-seed differences
+    low: float | None           # seed-level t interval (None with one seed)
+    high: float | None
+    t: float | None             # paired t statistic (None with one seed or zero spread)
+    p_t: float | None           # two-sided paired t p-value
+    p_sign_flip: float | None   # exact two-sided sign-flip permutation p-value
+    p_floor: float | None       # 2^(1 - n): the smallest p the sign-flip test can reach
+    differences: tuple[float, ...]
+
+
+def per_seed_means(values, seeds) -> tuple[np.ndarray, np.ndarray]:
+    """(seed labels, mean of `values` within each seed), labels sorted."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    seeds = np.asarray(seeds).reshape(-1)
+    if values.shape != seeds.shape or values.size == 0:
+        raise ValueError(f"per_seed_means: need one seed label per value, got {values.shape} "
+                         f"values and {seeds.shape} labels")
+    if not np.isfinite(values).all():
+        raise ValueError("per_seed_means: values must be finite")
+    labels, inverse = np.unique(seeds, return_inverse=True)
+    return labels, np.bincount(inverse, weights=values) / np.bincount(inverse)
+
+
+def sign_flip_p(differences) -> float:
+    """Exact two-sided sign-flip p-value of H0 "the differences are symmetric about 0".
+
+    Enumerates all 2^n sign patterns: p = #{patterns with |mean| >= |observed mean|} / 2^n, so
+    p >= 2^(1 - n) whenever the data are not all zero.
+
+    >>> sign_flip_p([1.0, 2.0, 3.0])
+    0.25
+    >>> sign_flip_p([0.5, -0.2, 1.1, 0.9, 0.3])
+    0.125
+    """
+    d = np.asarray(differences, np.float64).reshape(-1)
+    n = d.size
+    if n == 0 or not np.isfinite(d).all():
+        raise ValueError("sign_flip_p: need at least one finite difference")
+    if n > 24:
+        raise ValueError(f"sign_flip_p: exact enumeration of 2^{n} patterns is too large "
+                         f"(n <= 24 seeds)")
+    signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1)  # (2^n, n)
+    sums = np.abs(signs @ np.abs(d))
+    observed = abs(d.sum())
+    # Ties count as extreme; the tolerance keeps rounding from splitting exact ties.
+    extreme = sums >= observed - 1e-12 * max(1.0, observed)
+    return float(extreme.mean())
+
+
+def seed_level_test(a, b, *, level: float = 0.95) -> SeedTest:
+    """Paired comparison of per-seed values a[i] vs b[i] (same seed i in both arms).
+
+    The interval is the seed-level t interval of mean(a - b); the tests are the paired t test
+    and the exact sign-flip test. With one seed only the difference is reported.
+    """
+    from scipy import stats as st
+
+    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"seed_level_test: a and b need one value per seed, in the same seed "
+                         f"order; got {a.shape} and {b.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"seed_level_test: level must be in (0, 1), got {level}")
+    d = a - b
+    if not np.isfinite(d).all():
+        raise ValueError("seed_level_test: per-seed values must be finite")
+    n, mean = d.size, float(d.mean())
+    if n == 1:
+        return SeedTest(1, mean, None, None, None, None, None, None, (float(d[0]),))
+    sd = float(d.std(ddof=1))
+    half = float(st.t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
+    t = p_t = None
+    if sd > 0:
+        t = mean / (sd / np.sqrt(n))
+        p_t = float(2 * st.t.sf(abs(t), n - 1))
+    return SeedTest(n, mean, mean - half, mean + half, t, p_t, sign_flip_p(d),
+                    float(2.0 ** (1 - n)), tuple(float(x) for x in d))
+
+
+def format_p(p: float | None, floor: float | None = None) -> str:
+    """A p-value as printed: 'n/a' when there is none (e.g. one seed); never below `floor`.
+
+    >>> format_p(0.0625, floor=0.0625)
+    'p = 0.0625 (the smallest this test can give)'
+    >>> format_p(None)
+    'no p-value (one seed)'
+    """
+    if p is None:
+        return "no p-value (one seed)"
+    if floor is not None and p < floor - 1e-15:
+        raise ValueError(f"p = {p} is below the floor {floor} its test can reach")
+    text = f"p = {p:.3g}"
+    if floor is not None and abs(p - floor) <= 1e-15:
+        text += " (the smallest this test can give)"
+    return text
