@@ -107,6 +107,18 @@ def test_cli_rejects_unknown_commands(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_every_preset_has_the_released_timestep_width():
+    """The released TimestepEmbedder hard-codes a 256-wide sinusoid, so every preset uses it and a
+    checkpoint of any size has t_embedder.mlp.0.weight of shape (D, 256)."""
+    import torch
+
+    assert {name: preset(name).dit.timestep_dim for name in xr0lab.config.PRESETS} == {
+        "xr0": 256, "mid": 256, "tiny": 256}
+    with torch.device("meta"):
+        expert = xr0lab.FlowActionExpert(preset("tiny"))
+    assert tuple(expert.t_embedder.mlp[0].weight.shape) == (128, 256)
+
+
 def test_mid_preset_between_tiny_and_xr0():
     mid = preset("mid")
     assert (mid.vlm.hidden_size, mid.dit.hidden_size, mid.dit.num_layers) == (512, 512, 8)

@@ -26,13 +26,36 @@ def test_integrator_starts_from_noise_at_t0():
     assert [float(t[0]) for _, t in seen] == pytest.approx([0, 1 / 3, 2 / 3])
 
 
+def test_time_dtype_rounds_the_grid_and_x_keeps_the_noise_dtype():
+    """The released loop keeps t in bf16: t_k = k / 5 becomes 0.2002, 0.4004, 0.6016, 0.8008."""
+    seen = []
+    noise = torch.randn(1, 4, 2, generator=torch.Generator().manual_seed(0)).bfloat16()
+    out = integrate(lambda x, t: seen.append((x.dtype, t.clone())) or torch.ones_like(x), noise, 5,
+                    time_dtype=torch.bfloat16)
+    assert {dtype for dtype, _ in seen} == {torch.bfloat16} and out.dtype == torch.bfloat16
+    assert all(t.dtype == torch.bfloat16 for _, t in seen)
+    assert [t[0].item() for _, t in seen] == [0.0, 0.2001953125, 0.400390625, 0.6015625,
+                                               0.80078125]
+    # Each bf16 step x + 0.2 * 1 rounds on its own; the default float32 grid is exact.
+    expected = noise
+    for _ in range(5):
+        expected = expected + 0.2 * torch.ones_like(noise)
+    assert torch.equal(out, expected)
+    seen.clear()
+    integrate(lambda x, t: seen.append((x.dtype, t.clone())) or torch.ones_like(x), noise.float(), 5)
+    assert [t[0].item() for _, t in seen] == pytest.approx([0, 0.2, 0.4, 0.6, 0.8], abs=1e-7)
+
+
 @pytest.mark.parametrize("steps", [1, 2, 5, 20])
 def test_euler_exact_on_the_straight_path_field(steps):
-    """v(x, t) = (a - x) / (1 - t) is the flow of a point mass at a: Euler lands on it exactly."""
-    a = torch.randn(2, 6, 3, dtype=torch.float64)
-    noise = torch.randn(2, 6, 3, dtype=torch.float64)
-    out = integrate(lambda x, t: (a - x) / (1 - t.view(-1, 1, 1)), noise, steps)
-    assert torch.allclose(out, a, atol=1e-12)
+    """v(x, t) = (a - x) / (1 - t) is the flow of a point mass at a: Euler lands on it exactly.
+    (With the default float32 t the last step misses by ~1e-7 relative: 1 - 0.95 is not exact.)"""
+    g = torch.Generator().manual_seed(steps)
+    a = torch.randn(2, 6, 3, dtype=torch.float64, generator=g)
+    noise = torch.randn(2, 6, 3, dtype=torch.float64, generator=g)
+    out = integrate(lambda x, t: (a - x) / (1 - t.view(-1, 1, 1)), noise, steps,
+                    time_dtype=torch.float64)
+    assert torch.allclose(out, a, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("method,factor", [
@@ -52,12 +75,14 @@ def test_linear_decay_closed_form(method, factor):
 
 @pytest.mark.parametrize("method", ["euler", "midpoint", "heun"])
 def test_prefix_exact_and_zero_velocity(method):
-    noise, prefix = torch.randn(2, 8, 3), torch.randn(2, 8, 3)
+    g = torch.Generator().manual_seed(0)
+    noise, prefix = torch.randn(2, 8, 3, generator=g), torch.randn(2, 8, 3, generator=g)
     out, trace = integrate(lambda x, t: torch.ones_like(x), noise, 5, prefix=prefix,
                            prefix_length=3, method=method, record=True)
     assert torch.equal(out[:, :3], prefix[:, :3])
     assert torch.equal(trace.velocity[:, :, :3], torch.zeros_like(trace.velocity[:, :, :3]))
-    assert torch.allclose(out[:, 3:], noise[:, 3:] + 1)
+    # Five float32 additions of 0.2: absolute rounding, so no relative tolerance near 0.
+    assert torch.allclose(out[:, 3:], noise[:, 3:] + 1, rtol=0, atol=1e-6)
 
 
 def test_trace_shapes_and_consistency():

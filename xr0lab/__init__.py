@@ -27,6 +27,8 @@ _LAZY = {
     "TokenLayout": "xr0lab.model.masks",
     "make_example_inputs": "xr0lab.io.examples",
     "XR0Processor": "xr0lab.io.processor",
+    # transformers' AutoConfig / AutoModel / AutoProcessor for "mibot": only when called.
+    "register_auto_classes": "xr0lab.io.auto",
     "ActivationCache": "xr0lab.inspect.cache",
     "HookPoint": "xr0lab.inspect.hook_points",
     "HOOK_CATALOGUE": "xr0lab.inspect.catalogue",

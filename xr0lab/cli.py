@@ -22,35 +22,128 @@ import sys
 
 # --- notebook commands ------------------------------------------------------------------------
 
+def _int_at_least(low: int):
+    """argparse type: an int >= `low` (a bad value is a usage error, not a traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") \
+                from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonnegative_int = _int_at_least(0)
+
+
+def _image_side(text: str) -> int:
+    """argparse type: an image side in pixels, a positive multiple of 32 (the patch grid)."""
+    value = _positive_int(text)
+    if value % 32:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 32 pixels, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse type: a torch device string such as cpu, cuda or cuda:1."""
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected a device such as cpu, cuda or cuda:1, "
+                                         f"got {text!r}") from None
+    return text
+
+
+def _shown(path) -> str:
+    """A path as the CLI prints it: relative to the working directory when inside it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _fail(command: str, error: Exception) -> int:
+    """A run that could not happen or did not finish: its message, no traceback, exit 1."""
+    print(f"xr0lab {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def _report_run(label: str, run) -> None:
+    slowest = ("" if run.slowest_cell is None else
+               f" (slowest: cell {run.slowest_cell}, {run.slowest_seconds:.1f} s)")
+    retried = ", after one retry with a fresh kernel" if run.attempts > 1 else ""
+    print(f"xr0lab {label}: ran in {run.seconds:.1f} s{slowest}{retried}")
+    if run.saved_to is not None:
+        print(f"  executed notebook written to {_shown(run.saved_to)}")
+
+
 def _walkthrough(args: argparse.Namespace) -> int:
-    from xr0lab.workspace.notebooks import run_notebook
+    from xr0lab.workspace.notebooks import NotebookRunError, run_notebook
     from xr0lab.workspace.paths import figures_dir
 
-    _, seconds = run_notebook("walkthrough", save=not args.no_save)
-    summary_path = figures_dir() / "01_summary.json"
-    summary = json.loads(summary_path.read_text())
-    print(f"xr0lab walkthrough: notebooks/01_inference_walkthrough.ipynb ran in {seconds:.1f} s")
+    try:
+        run = run_notebook("walkthrough", save=not args.no_save, timeout=args.cell_timeout)
+    except NotebookRunError as e:
+        return _fail("walkthrough", e)
+    summary = json.loads((figures_dir() / "01_summary.json").read_text())
+    _report_run("walkthrough (notebooks/01_inference_walkthrough.ipynb)", run)
+    print(f"  figures in {_shown(figures_dir())}")
     for key, value in summary.items():
         print(f"  {key}: {value}")
     return 0
 
 
 def _notebook(args: argparse.Namespace) -> int:
-    from xr0lab.workspace.notebooks import run_notebook
+    from xr0lab.workspace.notebooks import NotebookRunError, run_notebook
+    from xr0lab.workspace.paths import figures_dir
 
-    _, seconds = run_notebook(args.name, save=not args.no_save, quick=args.quick or None)
-    print(f"{args.name}: ran in {seconds:.1f} s")
+    try:
+        run = run_notebook(args.name, save=not args.no_save, quick=args.quick or None,
+                           timeout=args.cell_timeout)
+    except NotebookRunError as e:
+        return _fail(f"notebook {args.name}", e)
+    _report_run(f"notebook {args.name}", run)
+    print(f"  figures in {_shown(figures_dir())}")
     return 0
 
 
 def _add_notebook_commands(sub) -> None:
-    walk = sub.add_parser("walkthrough", help="run the inference walkthrough headless")
-    walk.add_argument("--no-save", action="store_true", help="do not write outputs back")
+    from xr0lab.workspace.notebooks import CELL_TIMEOUT_S, NOTEBOOKS
+
+    timeout_help = (f"seconds one cell may run before the run fails naming it (default "
+                    f"{CELL_TIMEOUT_S}; longer with XR0LAB_TRAIN=1)")
+    walk = sub.add_parser(
+        "walkthrough", help="run the inference walkthrough headless (writes figures/01_*)",
+        description="Run notebooks/01 headless on the tiny preset: rewrites figures/01_*.png, "
+                    "figures/01_summary.json and the notebook's outputs (with CI=true or "
+                    "XR0LAB_QUICK=1: runs/quick/ instead), then prints the summary.")
+    walk.add_argument("--no-save", action="store_true",
+                      help="do not write the executed notebook back")
+    walk.add_argument("--cell-timeout", type=_positive_int, default=None, metavar="SECONDS",
+                      help=timeout_help)
     walk.set_defaults(func=_walkthrough)
-    nb = sub.add_parser("notebook", help="run one notebook headless")
-    nb.add_argument("name")
-    nb.add_argument("--quick", action="store_true", help="shrink workloads (as in CI)")
-    nb.add_argument("--no-save", action="store_true")
+    nb = sub.add_parser(
+        "notebook", help="run one notebook headless",
+        description="Run one notebook headless. A full run rewrites its figures in figures/ "
+                    "and its outputs in notebooks/; --quick (or CI=true) shrinks the workloads "
+                    "and writes both under runs/quick/ instead, leaving the committed ones "
+                    "alone.")
+    nb.add_argument("name", choices=list(NOTEBOOKS), metavar="NAME",
+                    help="one of: " + ", ".join(NOTEBOOKS))
+    nb.add_argument("--quick", action="store_true",
+                    help="shrink workloads (as in CI); outputs go to runs/quick/")
+    nb.add_argument("--no-save", action="store_true",
+                    help="do not write the executed notebook anywhere")
+    nb.add_argument("--cell-timeout", type=_positive_int, default=None, metavar="SECONDS",
+                    help=timeout_help)
     nb.set_defaults(func=_notebook)
 
 
@@ -83,19 +176,67 @@ def _profile(args: argparse.Namespace) -> int:
     import torch
 
     from xr0lab.latency.profile import run_profile
-    from xr0lab.latency.records import summarize_record
+    from xr0lab.latency.records import OutputExistsError, summarize_record
 
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         args.parser.error("--device cuda requested but torch.cuda.is_available() is False")
-    record = run_profile(args.preset, device=args.device, dtype=args.dtype, threads=args.threads,
-                         views=args.views, image_hw=args.image_size, steps=args.steps,
-                         batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                         compile_step=args.compile, trace=args.trace,
-                         with_overhead=args.overhead, with_speed_options=args.speed_options,
-                         out=args.out, tag=args.tag, argv=args.argv)
+    if args.suite == "gpu":
+        return _profile_suite(args)
+    for flag, value in (("--budget-s", args.budget_s), ("--dry-run", args.dry_run or None),
+                        ("--no-compile", args.no_compile or None)):
+        if value is not None:
+            args.parser.error(f"{flag} belongs to --suite gpu")
+    try:
+        record = run_profile(
+            args.preset, device=args.device, dtype=args.dtype, threads=args.threads,
+            views=args.views, image_hw=args.image_size, steps=args.steps, batch=args.batch,
+            repeats=20 if args.repeats is None else args.repeats,
+            warmup=2 if args.warmup is None else args.warmup, compile_step=args.compile,
+            trace=args.trace, with_overhead=args.overhead,
+            with_speed_options=args.speed_options, out=args.out, tag=args.tag, argv=args.argv,
+            overwrite=args.overwrite)
+    except OutputExistsError as err:
+        args.parser.error(str(err))
     path = Path(record["path"])
     print(summarize_record(record))
     print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+def _profile_suite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xr0lab.latency.records import OutputExistsError
+    from xr0lab.latency.suite import SuiteSettings, format_suite, run_suite
+
+    for flag, used in (("--views", args.views is not None), ("--batch", args.batch != 1),
+                       ("--compile", args.compile), ("--trace", args.trace),
+                       ("--overhead", args.overhead), ("--speed-options", args.speed_options)):
+        if used:
+            args.parser.error(f"{flag} does not apply to --suite gpu (it runs 3 and 2 views, "
+                              "batch 1, the loop compiled and eager, and the overheads itself)")
+    changes = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup),
+                                 ("budget_s", args.budget_s), ("steps", args.steps))
+               if v is not None}
+    if args.image_size is not None:
+        changes["image_hw"] = tuple(args.image_size)
+    if args.no_compile:
+        changes["compile"] = False
+    try:
+        settings = (SuiteSettings.dry_run(**changes) if args.dry_run
+                    else SuiteSettings(**changes))
+        record = run_suite(args.preset, device=args.device, dtype=args.dtype,
+                           settings=settings, threads=args.threads, out=args.out, tag=args.tag,
+                           overwrite=args.overwrite, argv=args.argv)
+    except (OutputExistsError, ValueError) as err:
+        args.parser.error(str(err))
+    path = Path(record["path"])
+    print(format_suite(record))
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    if not record["complete"]:
+        print("the suite did not finish (see the parts above); what it measured is in the record",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -135,20 +276,25 @@ def _add_latency_commands(sub) -> None:
     prof = _keep_argv(sub.add_parser(
         "profile", help="stage-level latency profile: JSON record and breakdown plot",
         description="`xr0lab profile`: time every stage, write the JSON record and a breakdown "
-                    "plot."))
+                    "plot. `--suite gpu` runs every full-size measurement in one go "
+                    "(`python -m xr0lab profile --preset xr0 --device cuda --suite gpu --out "
+                    "data`, built to finish within 6 minutes on an H100/H200; see "
+                    "xr0lab.latency.suite)."))
     prof.add_argument("--preset", default="tiny", choices=PRESETS)
-    prof.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
+    prof.add_argument("--device", default="cpu", type=_device, help="cpu or cuda[:n]")
     prof.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                       help="default: float32 on CPU, bfloat16 on GPU")
-    prof.add_argument("--threads", type=int, default=1, help="CPU intra-op threads")
+    prof.add_argument("--threads", type=_positive_int, default=1, help="CPU intra-op threads")
     prof.add_argument("--views", type=int, default=None, choices=(1, 2, 3),
                       help="default: 3 for xr0, else 2")
-    prof.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+    prof.add_argument("--image-size", type=_image_side, nargs=2, default=None, metavar=("H", "W"),
                       help="per view, multiples of 32; default 256 320 for xr0, else 128 128")
-    prof.add_argument("--steps", type=int, default=None, help="flow steps (default: config)")
-    prof.add_argument("--batch", type=int, default=1)
-    prof.add_argument("--repeats", type=int, default=20)
-    prof.add_argument("--warmup", type=int, default=2)
+    prof.add_argument("--steps", type=_positive_int, default=None, help="flow steps (default: config)")
+    prof.add_argument("--batch", type=_positive_int, default=1)
+    prof.add_argument("--repeats", type=_positive_int, default=None,
+                      help="timed inferences (default 20; 100 per view count with --suite gpu)")
+    prof.add_argument("--warmup", type=_nonnegative_int, default=None,
+                      help="untimed inferences first (default 2; 5 with --suite gpu)")
     prof.add_argument("--compile", action="store_true",
                       help="torch.compile the denoising step (compile time lands in warm-up)")
     prof.add_argument("--trace", action="store_true", help="write a torch.profiler trace")
@@ -158,6 +304,18 @@ def _add_latency_commands(sub) -> None:
                       help="also measure speed options side by side (ratios)")
     prof.add_argument("--out", default=None, help="output directory (default: data/)")
     prof.add_argument("--tag", default="", help="suffix for the output file names")
+    prof.add_argument("--overwrite", action="store_true",
+                      help="replace existing output files (refused otherwise)")
+    prof.add_argument("--suite", default="stages", choices=("stages", "gpu"),
+                      help="stages: the stage profile (default); gpu: the full measurement "
+                           "suite (inference 3 and 2 views, DiT loop eager / CUDA graph / "
+                           "compiled, hooks, RealTimeRunner, probe, memory)")
+    prof.add_argument("--budget-s", type=float, default=None,
+                      help="--suite gpu: time budget in seconds, build included (default 300)")
+    prof.add_argument("--dry-run", action="store_true",
+                      help="--suite gpu: tiny counts, to check the code path (e.g. on CPU)")
+    prof.add_argument("--no-compile", action="store_true",
+                      help="--suite gpu: skip the torch.compile part")
     prof.set_defaults(func=_profile, parser=prof)
 
     pred = sub.add_parser(
@@ -172,8 +330,8 @@ def _add_latency_commands(sub) -> None:
     hooks = sub.add_parser(
         "hook-overhead", help="hook-point overhead on the tiny preset, measured side by side",
         description="What inspection costs on the tiny preset (CPU): a benchmark, not a test.")
-    hooks.add_argument("--reps", type=int, default=60)
-    hooks.add_argument("--batch-size", type=int, default=1)
+    hooks.add_argument("--reps", type=_positive_int, default=60)
+    hooks.add_argument("--batch-size", type=_positive_int, default=1)
     hooks.set_defaults(func=_hook_overhead)
 
 
@@ -182,11 +340,12 @@ def _add_latency_commands(sub) -> None:
 DYNREACH_COMMANDS = """\
 `python -m xr0lab dynreach {quick,full,early,scenarios,ci,merge}`: run, resume or merge.
 
+    python -m xr0lab dynreach ci                         # the tiny CI sweep, about a minute
     python -m xr0lab dynreach quick                      # one seed, notebook setting
     python -m xr0lab dynreach full --workers 1 --out data/dynreach_results.json
     python -m xr0lab dynreach full --seeds 0 1 2 3 4 --arms A0 A1 A2 A3 A4 A5 A6 A7
     python -m xr0lab dynreach merge full --out data/dynreach_results.json
-    python -m xr0lab dynreach early --workers 2 --out data/dynreach_early.json  # after full
+    python -m xr0lab dynreach early --workers 2 --out data/dynreach_early.json  # needs full
     python -m xr0lab dynreach scenarios --workers 2   # S1-S3 mix (see sweep_preset)
 
 A sweep lives in runs/dynreach/<preset> (or --run-dir); rerunning the same command resumes it,
@@ -205,15 +364,20 @@ The committed results (arms with 5 seeds, then arms with 3; `merge` reads whatev
 def _dynreach(args: argparse.Namespace) -> int:
     import time
 
-    from xr0lab.dynreach.sweep import run_command
+    from xr0lab.dynreach.sweep import MissingRunError, RunDirMismatch, run_command
 
-    if args.workers < 1:
-        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    if args.preset is not None and args.mode != "merge":
+        args.parser.error(f"PRESET ({args.preset!r}) is for merge only, e.g. "
+                          f"`xr0lab dynreach merge {args.preset}`")
     start = time.perf_counter()
-    results, out = run_command(args.mode, args.preset, arms=args.arms, seeds=args.seeds,
-                               episodes=args.episodes, run_dir=args.run_dir,
-                               train_from=args.train_from, out=args.out, workers=args.workers,
-                               threads=args.threads, progress=not args.no_progress)
+    try:
+        results, out = run_command(args.mode, args.preset, arms=args.arms, seeds=args.seeds,
+                                   episodes=args.episodes, run_dir=args.run_dir,
+                                   train_from=args.train_from, out=args.out,
+                                   workers=args.workers, threads=args.threads,
+                                   progress=not args.no_progress)
+    except (MissingRunError, RunDirMismatch) as e:
+        return _fail(f"dynreach {args.mode}", e)
     print(f"dynreach {args.mode}: {len(results['meta']['cells'])} cells, "
           f"{time.perf_counter() - start:.0f} s -> {out}")
     for row in results["primary"]:
@@ -226,23 +390,33 @@ def _dynreach(args: argparse.Namespace) -> int:
 def _add_dynreach_commands(sub) -> None:
     from pathlib import Path
 
+    from xr0lab.dynreach.arms import ARMS
+    from xr0lab.dynreach.sweep import PRESETS
+
     p = sub.add_parser("dynreach", help="run, resume or merge the DynReach benchmark",
                        description=DYNREACH_COMMANDS,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("quick", "full", "early", "scenarios", "ci", "merge"))
-    p.add_argument("preset", nargs="?", default=None,
-                   help="merge only: which preset's run to merge (default full)")
-    p.add_argument("--arms", nargs="+", help="override the preset's arms (e.g. A0 A3 A5w2)")
-    p.add_argument("--seeds", nargs="+", type=int, help="override the training seeds")
-    p.add_argument("--episodes", type=int, help="test episodes per condition")
+    p.add_argument("mode", choices=(*PRESETS, "merge"))
+    p.add_argument("preset", nargs="?", default=None, choices=PRESETS, metavar="PRESET",
+                   help="merge only: which preset's run to merge (default full; one of "
+                        f"{', '.join(PRESETS)})")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), metavar="ARM",
+                   help="override the preset's arms (e.g. A0 A3 A5w2; one of "
+                        f"{', '.join(ARMS)})")
+    p.add_argument("--seeds", nargs="+", type=_nonnegative_int,
+                   help="override the training seeds")
+    p.add_argument("--episodes", type=_positive_int, help="test episodes per condition")
     p.add_argument("--run-dir", type=Path, help="default runs/dynreach/<preset>")
     p.add_argument("--train-from", help="evaluate the checkpoints of this run directory "
                    "instead of training (same model and training settings)")
     p.add_argument("--out", type=Path, help="results JSON (default <run-dir>/results.json)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_dynreach)
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes (default 1)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch threads per worker (default 1)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are shown only on a terminal anyway)")
+    p.set_defaults(func=_dynreach, parser=p)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ that names the offending fields, so a bad config never reaches a forward pass.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Mode = Literal["release", "xr0-async"]
 # "causal": release mask (j <= i). "band": the Λ mask (i - w <= j <= i). "full": bidirectional
@@ -20,6 +21,14 @@ TimeSampling = Literal["beta", "logit_normal", "uniform"]
 # "released": with prob 0.5 p ~ U{1..min(6, T)} else 0 (post-training code).
 # "paper": p ~ U{0..6} (the technical report's wording).
 PrefixSchedule = Literal["released", "paper"]
+# "precise": noise, x and t in float32 through the sampler (the DiT computes in the model dtype);
+# float32 actions. "release": the released inference in the model dtype — noise drawn in it, x and
+# t kept in it (bf16: t = 0.2002, 0.4004, ...), RoPE inv_freq rounded to it as the official
+# server's `.to(torch.bfloat16)` leaves it, actions returned in it. Identical for a float32 model.
+Numerics = Literal["precise", "release"]
+# Per-sample weight of the frequency term. "released": w.mean over all (T - p) x A entries, padded
+# dims included (they hold the raw clamped L1 error). "valid_mean": mean over valid entries only.
+FreqWeight = Literal["released", "valid_mean"]
 
 # Qwen3-VL special tokens at their real ids (docs/architecture.md §8).
 VISION_START_ID = 151652
@@ -89,8 +98,12 @@ class VLMConfig:
         return self.patch_size * self.spatial_merge_size
 
     def to_hf(self, attn_implementation: str | None = None):
-        """The equivalent `transformers.Qwen3VLConfig` (5.x field names)."""
-        from transformers import Qwen3VLConfig
+        """The equivalent `transformers.Qwen3VLConfig`, in the installed library's spelling of the
+        rotary settings: 5.x `rope_parameters`, 4.57 `rope_scaling` plus a top-level `rope_theta`
+        (4.57 silently ignores `rope_parameters` and then has no M-RoPE sections)."""
+        import inspect
+
+        from transformers import Qwen3VLConfig, Qwen3VLTextConfig
 
         text = dict(
             vocab_size=self.vocab_size, hidden_size=self.hidden_size,
@@ -98,10 +111,17 @@ class VLMConfig:
             num_attention_heads=self.num_heads, num_key_value_heads=self.num_kv_heads,
             head_dim=self.head_dim, rms_norm_eps=self.rms_norm_eps,
             max_position_embeddings=self.max_position_embeddings, hidden_act="silu",
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta,
-                             "mrope_section": list(self.mrope_section), "mrope_interleaved": True},
             attention_bias=False,
+            # 4.57 ties the head by the text config's flag (default False there), 5.x by the top
+            # level's; set both.
+            tie_word_embeddings=self.tie_word_embeddings,
         )
+        rotary = {"rope_type": "default", "mrope_section": list(self.mrope_section),
+                  "mrope_interleaved": True}
+        if "rope_parameters" in inspect.signature(Qwen3VLTextConfig.__init__).parameters:
+            text["rope_parameters"] = {**rotary, "rope_theta": self.rope_theta}
+        else:
+            text.update(rope_scaling=rotary, rope_theta=self.rope_theta)
         vision = dict(
             depth=self.vision_depth, hidden_size=self.vision_hidden_size,
             intermediate_size=self.vision_intermediate_size, num_heads=self.vision_num_heads,
@@ -166,6 +186,7 @@ class ActionConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "chunk_length", "action_dim", "state_dim")
+        _integers(self, "state_length")
         if self.state_length != 1:
             raise ConfigError(f"ActionConfig.state_length must be 1 (one state token), "
                               f"got {self.state_length}")
@@ -186,11 +207,13 @@ class ModeConfig:
     prefix_hiding: bool = False  # training-only random hiding of early prefix columns
 
     def __post_init__(self) -> None:
-        if self.mode not in ("release", "xr0-async"):
+        if self.mode not in get_args(Mode):
             raise ConfigError(f"ModeConfig.mode must be 'release' or 'xr0-async', got {self.mode!r}")
-        if self.action_attention not in ("causal", "band", "full", "hard_block"):
+        if self.action_attention not in get_args(ActionAttention):
             raise ConfigError("ModeConfig.action_attention must be one of causal, band, full, "
                               f"hard_block; got {self.action_attention!r}")
+        _integers(self, "window", optional=True)
+        _integers(self, "rope_offset")
         needs_window = self.action_attention in ("band", "hard_block")
         if needs_window and self.window is None:
             raise ConfigError(f"ModeConfig.window is required for action_attention="
@@ -246,13 +269,18 @@ class FlowConfig:
     beta_alpha: float = 1.5
     beta_beta: float = 1.0
     time_scale: float = 0.999  # t = 0.999 * (1 - u), u ~ Beta(1.5, 1)
+    numerics: Numerics = "precise"  # sampler precision; "release" is the released bf16 loop
 
     def __post_init__(self) -> None:
+        _integers(self, "num_steps")
         if self.num_steps < 1:
             raise ConfigError(f"FlowConfig.num_steps must be >= 1, got {self.num_steps}")
-        if self.time_sampling not in ("beta", "logit_normal", "uniform"):
+        if self.time_sampling not in get_args(TimeSampling):
             raise ConfigError("FlowConfig.time_sampling must be beta, logit_normal or uniform; "
                               f"got {self.time_sampling!r}")
+        if self.numerics not in get_args(Numerics):
+            raise ConfigError("FlowConfig.numerics must be 'precise' or 'release'; got "
+                              f"{self.numerics!r}")
 
 
 @dataclass(frozen=True)
@@ -269,14 +297,19 @@ class TrainConfig:
     mse_coef: float = 0.5
     freq_coef: float = 1.0  # 0 disables the frequency term
     mask_freq_padding: bool = False  # released code does not mask padded dims in the FFT term
+    freq_weight: FreqWeight = "released"  # per-sample weight of the frequency term (see FreqWeight)
     training_repeat: int = 4
 
     def __post_init__(self) -> None:
         if self.prefix_schedule not in ("released", "paper"):
             raise ConfigError("TrainConfig.prefix_schedule must be 'released' or 'paper', got "
                               f"{self.prefix_schedule!r}")
+        if self.freq_weight not in get_args(FreqWeight):
+            raise ConfigError("TrainConfig.freq_weight must be 'released' or 'valid_mean', got "
+                              f"{self.freq_weight!r}")
         if not 0 <= self.prefix_probability <= 1 or not 0 <= self.hide_probability <= 1:
             raise ConfigError("TrainConfig.prefix_probability and hide_probability must be in [0, 1]")
+        _integers(self, "max_prefix", "hide_keep_last", "training_repeat")
         if self.max_prefix < 0 or self.hide_keep_last < 0:
             raise ConfigError("TrainConfig.max_prefix and hide_keep_last must be >= 0")
         lo, hi = self.weight_clamp
@@ -329,7 +362,21 @@ class XR0Config:
         return self.replace(mode=ModeConfig.for_mode(mode, **overrides))
 
 
+def _integers(obj: Any, *names: str, optional: bool = False) -> None:
+    """Counts, sizes and widths must be ints: a float such as window=2.5 would pass every range
+    check and then be truncated, or fail deep in a mask builder."""
+    for name in names:
+        value = getattr(obj, name)
+        if optional and value is None:
+            continue
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise ConfigError(f"{type(obj).__name__}.{name} must be an int"
+                              f"{' or None' if optional else ''}, got {value!r} "
+                              f"({type(value).__name__})")
+
+
 def _positive(obj: Any, *names: str) -> None:
+    _integers(obj, *names)
     for name in names:
         value = getattr(obj, name)
         if value < 1:
@@ -342,7 +389,9 @@ TINY_VLM = VLMConfig(
     vision_depth=2, vision_hidden_size=64, vision_num_heads=2, vision_intermediate_size=128,
     num_position_embeddings=256, deepstack_visual_indexes=(0, 1),
 )
-TINY_DIT = DiTConfig(num_layers=4, hidden_size=128, head_dim=32, num_kv_heads=2, timestep_dim=64)
+# timestep_dim stays at its default, 256, in every preset: the released TimestepEmbedder hard-codes
+# it, so a checkpoint of any size loads in the released code unchanged.
+TINY_DIT = DiTConfig(num_layers=4, hidden_size=128, head_dim=32, num_kv_heads=2)
 
 # A CPU-sized step between tiny and the real shape (where GEMMs start to matter), used to check the
 # latency cost model: VLM and DiT 8 layers of width 512, head dim 64 and 4 KV heads on both sides.
@@ -352,7 +401,7 @@ MID_VLM = VLMConfig(
     vision_depth=4, vision_hidden_size=256, vision_num_heads=4, vision_intermediate_size=1024,
     num_position_embeddings=1024, deepstack_visual_indexes=(1, 2),
 )
-MID_DIT = DiTConfig(num_layers=8, hidden_size=512, head_dim=64, num_kv_heads=4, timestep_dim=128)
+MID_DIT = DiTConfig(num_layers=8, hidden_size=512, head_dim=64, num_kv_heads=4)
 
 PRESETS = ("xr0", "mid", "tiny")
 _SHAPES = {"xr0": (VLMConfig(), DiTConfig()), "mid": (MID_VLM, MID_DIT), "tiny": (TINY_VLM, TINY_DIT)}
@@ -362,7 +411,8 @@ def preset(name: str, *, mode: Mode = "release", window: int | None = None,
            rope_offset: int | None = None, action_attention: ActionAttention | None = None,
            num_steps: int | None = None, vlm_layers: int | None = None,
            dit_layers: int | None = None, chunk_length: int | None = None,
-           attn_implementation: str | None = None) -> XR0Config:
+           attn_implementation: str | None = None,
+           numerics: Numerics | None = None) -> XR0Config:
     """A named, frozen root config.
 
     >>> preset("xr0").dit.hidden_size
@@ -378,7 +428,8 @@ def preset(name: str, *, mode: Mode = "release", window: int | None = None,
     if dit_layers is not None:
         dit = dataclasses.replace(dit, num_layers=dit_layers)
     action = ActionConfig() if chunk_length is None else ActionConfig(chunk_length=chunk_length)
-    flow = FlowConfig() if num_steps is None else FlowConfig(num_steps=num_steps)
+    flow = FlowConfig(**{k: v for k, v in (("num_steps", num_steps), ("numerics", numerics))
+                         if v is not None})
     mode_cfg = ModeConfig.for_mode(mode, action_attention=action_attention, window=window,
                                    rope_offset=rope_offset)
     return XR0Config(name=name, vlm=vlm, dit=dit, action=action, mode=mode_cfg, flow=flow,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import torch
 
@@ -106,7 +106,7 @@ class FlowTrace:
 def integrate(velocity_fn: VelocityFn, noise: torch.Tensor, num_steps: int, *,
               prefix: torch.Tensor | None = None, prefix_length: int = 0,
               method: Integrator = "euler", record: bool = False,
-              observer: Observer | None = None
+              observer: Observer | None = None, time_dtype: torch.dtype = torch.float32
               ) -> torch.Tensor | tuple[torch.Tensor, FlowTrace]:
     """Integrate dx/dt = v(x, t) from t = 0 (noise) to t = 1 on a uniform grid t_k = k / N.
 
@@ -115,10 +115,12 @@ def integrate(velocity_fn: VelocityFn, noise: torch.Tensor, num_steps: int, *,
     Euler is the released sampler: x <- x + v(x, k/N) / N.
     `observer(name, tensor)` sees (and may replace) "t", "x_t", "velocity", "clean_estimate" and
     "x_next" once per step; the model routes it to its flow hook points.
+    The state x stays in the dtype of `noise`; t is built in `time_dtype` (float32, or the model
+    dtype for the released numerics, where bf16 rounds t_k = 0.2, 0.4, ... to 0.2002, 0.4004, ...).
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if method not in ("euler", "midpoint", "heun"):
+    if method not in get_args(Integrator):
         raise ValueError(f"unknown integrator {method!r}; expected euler, midpoint or heun")
     x = noise
     p = prefix_length
@@ -135,7 +137,7 @@ def integrate(velocity_fn: VelocityFn, noise: torch.Tensor, num_steps: int, *,
         return v
 
     def full(t_: float) -> torch.Tensor:
-        return torch.full((x.shape[0],), t_, dtype=torch.float32, device=x.device)
+        return torch.full((x.shape[0],), t_, dtype=time_dtype, device=x.device)
 
     observe = observer or (lambda name, tensor: tensor)
     dt = 1.0 / num_steps

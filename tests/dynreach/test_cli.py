@@ -61,6 +61,9 @@ def test_run_options_become_the_sweep_config(monkeypatch, tmp_path, capsys):
 
 
 def test_merge_reads_the_named_presets_run(monkeypatch, tmp_path):
+    cell = sweep.cell_path(tmp_path, "A3", 0)   # a finished cell of both presets
+    cell.parent.mkdir()
+    cell.write_bytes(b"")
     calls = []
     monkeypatch.setattr(sweep, "backfill_moving_conflict",
                         lambda run_dir, config: calls.append(("backfill", run_dir, config.name)))
@@ -75,6 +78,40 @@ def test_merge_reads_the_named_presets_run(monkeypatch, tmp_path):
     assert out == Path(tmp_path) / "results.json" and calls[-2][2] == "full"
 
 
-def test_workers_must_be_positive():
-    with pytest.raises(SystemExit, match="--workers must be >= 1"):
-        main(["dynreach", "quick", "--workers", "0"])
+@pytest.mark.parametrize("argv, expected", [
+    (["dynreach", "quick", "--workers", "0"], "argument --workers: expected an integer >= 1, got 0"),
+    (["dynreach", "quick", "--threads", "x"], "argument --threads: expected an integer >= 1, got 'x'"),
+    (["dynreach", "quick", "--seeds", "-1"], "argument --seeds: expected an integer >= 0, got -1"),
+    (["dynreach", "bogus"], "argument mode: invalid choice: 'bogus' (choose from 'ci', 'quick', "
+                            "'full', 'early', 'scenarios', 'merge')"),
+    (["dynreach", "quick", "--arms", "A9"], "argument --arms: invalid choice: 'A9'"),
+    (["dynreach", "merge", "nope"], "argument PRESET: invalid choice: 'nope'"),
+    (["dynreach", "ci", "full"], "PRESET ('full') is for merge only, e.g. `xr0lab dynreach merge "
+                                 "full`"),
+    (["notebook", "nope"], "argument NAME: invalid choice: 'nope' (choose from 'walkthrough', "
+                           "'masks', 'flow', 'async', 'lambda', 'prefix', 'latency')"),
+    (["notebook", "masks", "--cell-timeout", "0"], "argument --cell-timeout: expected an "
+                                                   "integer >= 1, got 0"),
+    (["hook-overhead", "--reps", "0"], "argument --reps: expected an integer >= 1, got 0"),
+    (["profile", "--device", "nope"], "argument --device: expected a device such as cpu, cuda "
+                                      "or cuda:1, got 'nope'"),
+    (["profile", "--image-size", "100", "128"], "argument --image-size: expected a multiple of "
+                                                "32 pixels, got 100"),
+])
+def test_bad_names_and_values_are_usage_errors(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: xr0lab {argv[0]}") and expected in err
+    assert "Traceback" not in err
+
+
+def test_a_sweep_that_needs_an_earlier_run_says_so_without_a_traceback(tmp_path, capsys):
+    assert main(["dynreach", "early", "--run-dir", str(tmp_path / "early"),
+                 "--train-from", str(tmp_path / "full")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xr0lab dynreach early: error: train_from=")
+    assert "Make it first: python -m xr0lab dynreach full --arms A3 A5 A6 A1 A0" in err
+    assert main(["dynreach", "merge", "--run-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("xr0lab dynreach merge: error: nothing to merge")

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import save_file
 
 import xr0lab
@@ -18,6 +19,9 @@ from xr0lab.io.hf_config import (config_from_dict, config_to_dict, vlm_config_fr
 from xr0lab.io.weights import (INDEX_NAME, WEIGHTS_NAME, checkpoint_keys, expected_released_keys,
                                read_tensor_index)
 from xr0lab.model.xr0 import XR0Model
+
+
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
 def _state_equal(a: dict, b: dict) -> bool:
@@ -203,9 +207,9 @@ def test_independent_writer(tiny_model, tmp_path, example_inputs):
     config = {
         "model_type": "mibot", "state_length": 1, "state_dim": 32, "action_length": 30,
         "action_dim": 32, "torch_dtype": "float32",
+        # The released four dit_config fields: the timestep width is the hard-coded 256.
         "dit_config": {"hidden_size": 128, "num_hidden_layers": 4, "head_dim": 32,
-                       "num_key_value_heads": 2, "frequency_embedding_size": 64,
-                       "some_future_field": "ignored"},
+                       "num_key_value_heads": 2, "some_future_field": "ignored"},
         "vlm_config": {
             "model_type": "qwen3_vl", "image_token_id": 151655, "video_token_id": 151656,
             "vision_start_token_id": 151652, "vision_end_token_id": 151653,
@@ -354,11 +358,29 @@ def test_rope_spellings_4_57_and_5x():
     vlm = TINY_VLM
     old = vlm_config_to_dict(vlm)  # 4.57: rope_scaling + rope_theta
     assert vlm_config_from_dict(old) == vlm
-    new = vlm.to_hf().to_dict()  # what this transformers (5.x) writes: rope_parameters
-    assert "rope_parameters" in new["text_config"]
+    # What the installed library writes: rope_parameters on 5.x, rope_scaling + rope_theta on
+    # 4.57 (CI runs this file under both).
+    installed = vlm.to_hf().to_dict()
+    text = installed["text_config"]
+    if TRANSFORMERS_MAJOR >= 5:
+        assert text["rope_parameters"] == {"rope_type": "default", "rope_theta": 5e6,
+                                           "mrope_section": [6, 5, 5], "mrope_interleaved": True}
+    else:
+        assert text["rope_theta"] == 5e6 and "rope_parameters" not in text
+        assert text["rope_scaling"] == {"rope_type": "default", "mrope_section": [6, 5, 5],
+                                        "mrope_interleaved": True}
+    assert vlm_config_from_dict(installed) == vlm
+    new = json.loads(json.dumps(old))  # 5.x's spelling, read by hand on any library version
+    new["text_config"]["rope_parameters"] = {"rope_type": "default", "rope_theta": 5e6,
+                                             "mrope_section": [6, 5, 5],
+                                             "mrope_interleaved": True}
+    del new["text_config"]["rope_scaling"], new["text_config"]["rope_theta"]
     assert vlm_config_from_dict(new) == vlm
-    from transformers import Qwen3VLConfig  # the 4.57 dict is also a valid config for 5.x
-    assert Qwen3VLConfig.from_dict(old).text_config.rope_parameters["rope_theta"] == 5e6
+    from transformers import Qwen3VLConfig  # the 4.57 dict, as released files hold it, builds
+    hf_text = Qwen3VLConfig.from_dict(old).text_config  # the right rotary on either version
+    rope = getattr(hf_text, "rope_parameters", None) or {"rope_theta": hf_text.rope_theta,
+                                                         **hf_text.rope_scaling}
+    assert rope["rope_theta"] == 5e6 and list(rope["mrope_section"]) == [6, 5, 5]
     bad = json.loads(json.dumps(new))
     bad["text_config"]["rope_theta"] = 1e4
     with pytest.raises(CheckpointError, match="must agree"):

@@ -10,7 +10,8 @@ from PIL import Image
 from xr0lab.config import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_END_ID, VISION_START_ID
 from xr0lab.io.action_stats import default_action_config, pad_state
 from xr0lab.io.examples import synthetic_camera_image
-from xr0lab.io.images import resize_for_xr0, smart_resize
+from xr0lab.io.images import (qwen3_vl_pixel_budget, release_pixel_budget, resize_for_xr0,
+                              smart_resize)
 from xr0lab.io.processor import XR0Processor
 from xr0lab.io.prompts import build_messages, build_prompt
 from xr0lab.io.tokenizer import PAD_TOKEN_ID, QWEN_ADDED_TOKENS, cache_dir, tokenizer_cache_path
@@ -138,11 +139,163 @@ def test_image_pad_count_matches_grid(processor, views):
     assert text == RELEASED_TWO_VIEW.format(instruction="pick up the block")
 
 
-def test_release_resize_uses_qwen3_vl_budget(processor, views):
-    grid = processor(images=views, instruction="x")["image_grid_thw"]
-    h, w = grid[0, 1].item() * 16, grid[0, 2].item() * 16
-    # 96x128 is below Qwen3-VL's 65,536-pixel floor, so it is scaled up, keeping the aspect.
-    assert h % 32 == 0 and w % 32 == 0 and h * w >= 65536 and (h, w) == (224, 320)
+def test_default_budgets_on_the_small_test_views(processor, views):
+    # 96x128 (the views above), factor 32 = patch 16 x merge 2.
+    # release [3,136, 1,003,520]: 3*32 x 4*32 = 12,288 px is in range -> 96x128, grid 6x8.
+    # qwen3-vl [65,536, 16,777,216]: 12,288 < 65,536, beta = sqrt(65,536 / 12,288) = 2.3094;
+    #   ceil(96 * 2.3094 / 32) = ceil(6.93) = 7 -> 224, ceil(128 * 2.3094 / 32) = ceil(9.24) = 10
+    #   -> 320, grid 14x20.
+    assert processor.image_resize == "release"
+    assert processor.pixel_budget() == (3136, 1003520)
+    assert processor.pixel_budget("qwen3-vl") == (65536, 16777216)
+    out = processor(images=views, instruction="x")
+    assert out["image_grid_thw"].tolist() == [[1, 6, 8], [1, 6, 8]]
+    assert int((out["input_ids"] == IMAGE_PAD_ID).sum()) == 2 * 6 * 8 // 4
+    out = processor(images=views, instruction="x", image_resize="qwen3-vl")
+    assert out["image_grid_thw"].tolist() == [[1, 14, 20], [1, 14, 20]]
+    assert int((out["input_ids"] == IMAGE_PAD_ID).sum()) == 2 * 14 * 20 // 4
+
+
+# -- the pixel budget: the released deployment vs the file as written ---------------------------
+# Qwen's rule, factor 32: h = round(H / 32) * 32 (w likewise); if h * w > max: beta =
+# sqrt(H * W / max), h = floor(H / beta / 32) * 32; if h * w < min: beta = sqrt(min / (H * W)),
+# h = ceil(H * beta / 32) * 32. Grid (h / 16, w / 16); LLM tokens = grid_h * grid_w / 4.
+# release, [3,136, 1,003,520] (what transformers 4.57.1 makes of a Qwen3-VL-style file):
+#   224x224   7*32 x 7*32 = 50,176 px, in range                  -> grid 14x14,  49 tokens
+#   480x640   15*32 x 20*32 = 307,200, in range                  -> grid 30x40, 300 tokens
+#   960x1280  30*32 x 40*32 = 1,228,800 > 1,003,520: beta = sqrt(1,228,800 / 1,003,520) = 1.10657,
+#             floor(960 / 1.10657 / 32) = floor(27.11) = 27 -> 864,
+#             floor(1280 / 1.10657 / 32) = floor(36.15) = 36 -> 1152 -> grid 54x72, 972 tokens
+#   256x320   8*32 x 10*32 = 81,920, in range                    -> grid 16x20,  80 tokens
+# qwen3-vl, [65,536, 16,777,216] (the file's own `size`):
+#   224x224   50,176 < 65,536: beta = sqrt(65,536 / 50,176) = 8/7, 224 * 8/7 / 32 = 8 -> 256
+#                                                                -> grid 16x16,  64 tokens
+#   480x640   in range -> grid 30x40, 300 tokens;  960x1280  in range -> grid 60x80, 1,200 tokens
+#   256x320   in range -> grid 16x20,  80 tokens
+BUDGET_GRIDS = {
+    "release": {(224, 224): (14, 14), (480, 640): (30, 40), (960, 1280): (54, 72),
+                (256, 320): (16, 20)},
+    "qwen3-vl": {(224, 224): (16, 16), (480, 640): (30, 40), (960, 1280): (60, 80),
+                 (256, 320): (16, 20)},
+}
+
+
+@pytest.mark.parametrize("rule", ["release", "qwen3-vl"])
+@pytest.mark.parametrize("size", [(224, 224), (480, 640), (960, 1280)])
+def test_budget_grids_and_token_counts(processor, rule, size):
+    gh, gw = BUDGET_GRIDS[rule][size]
+    out = processor(images=[synthetic_camera_image(0, *size)], instruction="x",
+                    prompt_style="release-1view", image_resize=rule)
+    assert out["image_grid_thw"].tolist() == [[1, gh, gw]]
+    assert out["pixel_values"].shape == (gh * gw, 3 * 2 * 16 * 16)
+    assert int((out["input_ids"] == IMAGE_PAD_ID).sum()) == gh * gw // 4
+
+
+@pytest.mark.parametrize("rule, tokens, patches", [
+    ("release", [49 + 300, 972 + 80], 196 + 1200 + 3888 + 320),
+    ("qwen3-vl", [64 + 300, 1200 + 80], 256 + 1200 + 4800 + 320),
+])
+def test_budget_mixed_size_batch(processor, rule, tokens, patches):
+    sizes = [[(224, 224), (480, 640)], [(960, 1280), (256, 320)]]
+    images = [[synthetic_camera_image(b, *hw) for hw in obs] for b, obs in enumerate(sizes)]
+    out = processor(images=images, instruction=["a", "a"], image_resize=rule)
+    assert out["image_grid_thw"].tolist() == [[1, *BUDGET_GRIDS[rule][hw]]
+                                              for obs in sizes for hw in obs]
+    assert (out["input_ids"] == IMAGE_PAD_ID).sum(1).tolist() == tokens
+    assert out["pixel_values"].shape[0] == patches
+    # Same instruction, so the rows differ only by their image tokens (and right padding).
+    lengths = out["attention_mask"].sum(1).tolist()
+    assert lengths[1] - lengths[0] == tokens[1] - tokens[0]
+    assert lengths[1] == out["input_ids"].shape[1]
+
+
+def test_release_budget_matches_the_installed_library(processor):
+    """The installed transformers, given a released-style preprocessor config (Qwen3-VL's `size`,
+    no min/max_pixels): 4.57's slow processor is the "release" rule, pixel for pixel; 5.x keeps
+    `size`, which is "qwen3-vl". CI runs this under both versions."""
+    import transformers
+
+    from xr0lab.io.images import QWEN3_VL_IMAGE_SETTINGS
+
+    major = int(transformers.__version__.split(".")[0])
+    cls = (getattr(transformers, "Qwen2VLImageProcessorPil", None)
+           or transformers.Qwen2VLImageProcessor)
+    library = cls(**QWEN3_VL_IMAGE_SETTINGS)
+    frames = [synthetic_camera_image(s, *hw) for s, hw in enumerate(BUDGET_GRIDS["release"])]
+    expected = library(images=frames, return_tensors="pt")
+    rule = "release" if major < 5 else "qwen3-vl"
+    ours = processor(images=[frames], text=["<|image_pad|>" * len(frames)], image_resize=rule)
+    assert ours["image_grid_thw"][:, 1:].tolist() == [list(g) for g in BUDGET_GRIDS[rule].values()]
+    assert torch.equal(ours["image_grid_thw"], expected["image_grid_thw"])
+    assert torch.equal(ours["pixel_values"], expected["pixel_values"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer_files(processor, tmp_path_factory):
+    """The tokenizer saved once; processor directories link to these files."""
+    directory = tmp_path_factory.mktemp("tokenizer")
+    processor.tokenizer.save_pretrained(str(directory))
+    return sorted(directory.iterdir())
+
+
+def _write_preprocessor(directory, tokenizer_files, **image_settings):
+    import json
+
+    for file in tokenizer_files:
+        (directory / file.name).symlink_to(file)
+    config = {"image_processor_type": "Qwen2VLImageProcessorFast", "patch_size": 16,
+              "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
+              "image_std": [0.5] * 3, "processor_class": "Qwen3VLProcessor",
+              "action_config": default_action_config(), **image_settings}
+    (directory / "preprocessor_config.json").write_text(json.dumps(config))
+    return directory
+
+
+QWEN3_VL_SIZE = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}}
+
+
+@pytest.mark.parametrize("settings, release, qwen", [
+    # Qwen3-VL's file: 4.57.1 replaces `size` by its defaults.
+    (QWEN3_VL_SIZE, (3136, 1003520), (65536, 16777216)),
+    # min/max_pixels are honoured by every version, so both rules read them.
+    ({**QWEN3_VL_SIZE, "min_pixels": 65536, "max_pixels": 16777216}, (65536, 16777216),
+     (65536, 16777216)),
+    ({"max_pixels": 90000}, (3136, 90000), (65536, 90000)),
+    ({}, (3136, 1003520), (65536, 16777216)),
+])
+def test_budget_read_from_preprocessor_config(settings, release, qwen):
+    assert release_pixel_budget(settings) == release
+    assert qwen3_vl_pixel_budget(settings) == qwen
+    with pytest.raises(ValueError, match="shortest_edge and longest_edge"):
+        qwen3_vl_pixel_budget({"size": {"height": 224, "width": 224}})
+
+
+def test_budgets_survive_save_and_load(processor, tmp_path):
+    import json
+
+    processor.save_pretrained(tmp_path / "default")
+    written = json.loads((tmp_path / "default" / "preprocessor_config.json").read_text())
+    # The released stack reads the default release budget from the absence of min/max_pixels.
+    assert "min_pixels" not in written and "max_pixels" not in written
+    assert written["size"] == {"shortest_edge": 65536, "longest_edge": 16777216}
+    loaded = XR0Processor.from_pretrained(tmp_path / "default")
+    assert (loaded.release_pixels, loaded.qwen3_vl_pixels) == ((3136, 1003520), (65536, 16777216))
+
+    both = XR0Processor(processor.tokenizer, processor.image_processor,
+                        release_pixels=(65536, 16777216))
+    both.save_pretrained(tmp_path / "both")
+    written = json.loads((tmp_path / "both" / "preprocessor_config.json").read_text())
+    assert (written["min_pixels"], written["max_pixels"]) == (65536, 16777216)
+    assert release_pixel_budget(written) == qwen3_vl_pixel_budget(written) == (65536, 16777216)
+    clash = XR0Processor(processor.tokenizer, processor.image_processor,
+                         release_pixels=(4096, 90000))
+    with pytest.raises(ValueError, match="cannot hold both budgets"):
+        clash.save_pretrained(tmp_path / "clash")
+    with pytest.raises(ValueError, match="min_pixels <= max_pixels"):
+        XR0Processor(processor.tokenizer, processor.image_processor, release_pixels=(9, 4))
+    with pytest.raises(ValueError, match="'release', 'qwen3-vl', 'xr0' or 'none'"):
+        processor(images=[synthetic_camera_image(0, 64, 64)], instruction="x",
+                  prompt_style="release-1view", image_resize="qwen")
 
 
 @pytest.mark.parametrize("size", [(480, 640), (720, 1280), (224, 224), (100, 333), (1000, 40)])
@@ -303,20 +456,21 @@ def test_released_readme_call_style(processor, views):
         processor(text=[prompt], images=views + views[:1])
 
 
-def test_loads_released_format_directory(processor, tmp_path):
+@pytest.mark.parametrize("settings, grid", [
+    (QWEN3_VL_SIZE, [1, 14, 14]),  # 224x224 = 50,176 px lies in 4.57.1's [3,136, 1,003,520]
+    # The floor 65,536 scales it up to 256x256 (the qwen3-vl case worked out above).
+    ({**QWEN3_VL_SIZE, "min_pixels": 65536, "max_pixels": 16777216}, [1, 16, 16]),
+])
+def test_loads_released_format_directory(tokenizer_files, tmp_path, settings, grid):
     # A released checkpoint's preprocessor_config.json: Qwen's settings + action_config only.
-    import json
-
-    processor.tokenizer.save_pretrained(str(tmp_path))
-    config = {"image_processor_type": "Qwen2VLImageProcessorFast", "patch_size": 16,
-              "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
-              "image_std": [0.5] * 3, "min_pixels": 65536, "max_pixels": 16777216,
-              "processor_class": "Qwen3VLProcessor", "action_config": default_action_config()}
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
-    loaded = XR0Processor.from_pretrained(tmp_path)
+    loaded = XR0Processor.from_pretrained(_write_preprocessor(tmp_path, tokenizer_files,
+                                                              **settings))
     assert loaded.prompt_style == "release-2view" and loaded.image_resize == "release"
-    assert loaded.image_processor.size["shortest_edge"] == 65536
+    assert loaded.pixel_budget() == release_pixel_budget(settings)
     assert loaded.get_action_mask("bridge_delta").shape == (1, 4, 32)
+    out = loaded(images=[synthetic_camera_image(0, 224, 224)], instruction="x",
+                 prompt_style="release-1view")
+    assert out["image_grid_thw"].tolist() == [grid]
 
 
 def test_outputs_feed_tiny_qwen3_vl(processor):

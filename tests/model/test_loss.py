@@ -2,11 +2,13 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 import xr0lab
 from xr0lab.config import TrainConfig
+from xr0lab.model.loss import flow_loss
 
 
 def _model_with(tiny_model, mode="xr0-async", **train):
@@ -64,6 +66,79 @@ def test_frequency_term_and_padding_option(tiny_model, batch):
     assert torch.allclose(unmasked.loss, 0.5 * unmasked.mse + unmasked.freq)
 
 
+class _Context:
+    """Stands in for a VLMContext: the stub expert below never reads it."""
+
+    def repeat_interleave(self, repeats):
+        return self
+
+
+class _DecayExpert:
+    """v(x, t) = -x: a 2-step Euler generation ends at x0 / 4 off the prefix, in closed form."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def prepare(self, context, state, chunk_length, *, prefix_length, hidden_prefix):
+        return None
+
+    def denoise_step(self, setup, context, x, t, action_mask):
+        return -x
+
+
+# B = 2, T = 4, A = 3 (dims 0, 1 valid, dim 2 padded), p = 1. Rows p.. of the noise are 4 x the
+# generation, chosen so that the L1 errors are small integers with a valid-entry mean of 2.5.
+_GENERATED = [[[1, 2, 8], [14, 1, 0.25], [0, 4, 2]],
+              [[0.5, 0.5, 1], [1, 1, 3], [2, 4, 0.75]]]
+_ACTIONS = [[[0.5, -0.5, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0]],
+            [[-1, 2, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]]
+
+
+@pytest.mark.parametrize("freq_weight,sample_w", [
+    # All 9 entries: valid ones normalised by 2.5 and clamped, padded ones raw and clamped:
+    # (0.5 + 0.8 + 5 + 5 + 0.5 + 0.5 + 0.5 + 1.2 + 2) / 9 and (0.5 + 0.5 + 1 + 0.5 + 0.5 + 3
+    # + 0.8 + 1.6 + 0.75) / 9.
+    ("released", [16.0 / 9, 9.15 / 9]),
+    # The 6 valid entries only: (0.5 + 0.8 + 5 + 0.5 + 0.5 + 1.2) / 6, (4 x 0.5 + 0.8 + 1.6) / 6.
+    ("valid_mean", [8.5 / 6, 4.4 / 6]),
+])
+def test_frequency_weight_hand_computed(freq_weight, sample_w):
+    cfg = xr0lab.preset("tiny", mode="xr0-async", num_steps=2)
+    cfg = cfg.replace(train=TrainConfig(training_repeat=1, freq_weight=freq_weight))
+    p, t = 1, np.array([0.5, 0.25])
+    actions = np.array(_ACTIONS, dtype=np.float64)
+    noise = np.concatenate([np.ones((2, 1, 3)), 4 * np.array(_GENERATED)], axis=1)
+    valid = np.broadcast_to(np.array([1.0, 1.0, 0.0]), (2, 4, 3))
+    out = flow_loss(_DecayExpert(cfg), _Context(), torch.tensor(actions), torch.tensor(valid),
+                    torch.zeros(2, 1, 32, dtype=torch.float64), prefix_length=p,
+                    t=torch.tensor(t), noise=torch.tensor(noise))
+
+    weights = np.array([[[0.5, 0.8, 5], [5, 0.5, 0.5], [0.5, 1.2, 2]],
+                        [[0.5, 0.5, 1], [0.5, 0.5, 3], [0.8, 1.6, 0.75]]])
+    np.testing.assert_allclose(out.weights.numpy(), weights, rtol=1e-12)
+    x_t = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
+    v, u = -x_t[:, p:], (actions - noise)[:, p:]  # the prefix rows are not scored
+    mse = ((v - u) ** 2 * weights * valid[:, p:]).sum() / valid[:, p:].sum()
+    per_sample = np.abs(np.fft.rfft(v, axis=1) - np.fft.rfft(u, axis=1)).mean(axis=(1, 2))
+    freq = (per_sample * np.array(sample_w)).mean()
+    assert out.mse.item() == pytest.approx(mse, rel=1e-12)
+    assert out.freq.item() == pytest.approx(freq, rel=1e-6)  # the FFT runs in float32
+    assert out.loss.item() == pytest.approx(0.5 * mse + freq, rel=1e-6)
+
+
+def test_frequency_weight_changes_only_the_frequency_term(tiny_model, batch):
+    """On the tiny model (7 of 32 dims valid, p = 4) the two rules share the MSE and the weights."""
+    outs = {}
+    for rule in ("released", "valid_mean"):
+        m = _model_with(tiny_model, freq_weight=rule)
+        outs[rule] = m.compute_loss(**batch, prefix_length=4,
+                                    generator=torch.Generator().manual_seed(0))
+    released, valid_mean = outs["released"], outs["valid_mean"]
+    assert torch.equal(released.mse, valid_mean.mse)
+    assert torch.equal(released.weights, valid_mean.weights)
+    assert not torch.isclose(released.freq, valid_mean.freq, rtol=1e-3)
+
+
 def test_prefix_length_schedules(tiny_model):
     g = torch.Generator().manual_seed(0)
     released = _model_with(tiny_model)
@@ -119,3 +194,5 @@ def test_train_config_validation():
         TrainConfig(weight_clamp=(5.0, 0.5))
     with pytest.raises(xr0lab.ConfigError, match="training_repeat"):
         TrainConfig(training_repeat=0)
+    with pytest.raises(xr0lab.ConfigError, match="freq_weight"):
+        TrainConfig(freq_weight="all")

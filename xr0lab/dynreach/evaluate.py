@@ -395,14 +395,14 @@ def condition_key(scenario: str, delay: int, jitter: bool = False) -> str:
 def evaluate_arm(model: Tier0Policy, arm: Arm, settings: EvalSettings, *,
                  progress: bool = True) -> dict:
     """All conditions and mechanism tests of one trained arm. Arrays stay numpy."""
-    from tqdm.auto import tqdm
+    from xr0lab.workspace.frontend import progress as progress_bar
 
     conds = [(d, False) for d in settings.delays]
     if settings.jitter_delay is not None:
         conds.append((settings.jitter_delay, True))
     conds = [(sc, d, jit) for sc in settings.scenarios for d, jit in conds]
     out: dict[str, Any] = {"conditions": {}}
-    for sc, d, jit in tqdm(conds, desc=f"eval {arm.id}", disable=not progress, leave=False):
+    for sc, d, jit in progress_bar(conds, desc=f"eval {arm.id}", enabled=progress, leave=False):
         key = condition_key(sc, d, jit)
         out["conditions"][key] = run_condition(model, arm, settings, d, jitter=jit, scenario=sc)
     out["conflict"] = conflict_test(model, arm, settings)

@@ -51,6 +51,17 @@ NOTES = (
     "command while inferring, which spills at every stop by construction.")
 
 
+def _shown(run_dir: Path) -> str:
+    """The run directory as results record it: relative to the checkout when inside it, so
+    committed results name no machine's paths."""
+    from xr0lab.workspace.paths import repo_root
+
+    try:
+        return str(run_dir.resolve().relative_to(repo_root().resolve()))
+    except ValueError:
+        return str(run_dir)
+
+
 def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
                   wall_s: float | None = None, workers: int = 1) -> dict:
     """Statistics over all finished cells -> one JSON-able results dict."""
@@ -70,7 +81,7 @@ def merge_results(run_dir: Path | str, config: SweepConfig, *, threads: int = 1,
                                    for c in cells.values())
                                + (sum(v["wall_s"] for v in stage_a.values())
                                   if config.train_from is None else 0.0)),
-            "run_dir": str(run_dir), "config": config.to_dict(),
+            "run_dir": _shown(run_dir), "config": config.to_dict(),
             "cells": sorted(f"{a}_seed{s}" for a, s in cells),
             "primary_endpoint": f"{PRIMARY_METRIC} at {PRIMARY_CONDITION} cup, "
                                 f"pairs {PRIMARY_PAIRS}",

@@ -26,11 +26,25 @@ from xr0lab.dynreach.cells import cell_path, write_cell
 from xr0lab.dynreach.evaluate import EvalSettings, evaluate_arm
 from xr0lab.dynreach.merge import backfill_moving_conflict, merge_results
 from xr0lab.dynreach.policies import Tier0Config
-from xr0lab.dynreach.train import (TrainSettings, load_policy, train_stage_a, train_stage_b,
-                                   write_json)
+from xr0lab.dynreach.train import (TrainSettings, load_policy, stage_b_path, train_stage_a,
+                                   train_stage_b, write_json)
+from xr0lab.workspace.frontend import progress as progress_bar
 from xr0lab.workspace.threads import set_threads
 
 SCENARIO_MIX = ("S1", "S2", "S3")
+PRESETS = ("ci", "quick", "full", "early", "scenarios")
+# The commands that make each preset's run directory (docs/dynreach.md and `dynreach --help`).
+MAKES = {"full": "python -m xr0lab dynreach full --arms A3 A5 A6 A1 A0 --seeds 0 1 2 3 4 && "
+                 "python -m xr0lab dynreach full --arms A2 A4 A7 A5w1 A5w2 A5w8 --seeds 0 1 2"}
+
+
+class MissingRunError(FileNotFoundError):
+    """A command needs the output of an earlier run that is not there; says which command
+    makes it."""
+
+
+class RunDirMismatch(ValueError):
+    """A run directory holds a sweep with other settings; nothing in it is touched."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,7 @@ def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
             eval=EvalSettings(scenario=SCENARIO_MIX, delays=(0, 2, 4, 6), n_episodes=256),
             n_boot=1000)
     else:
-        raise ValueError(f"unknown sweep preset {name!r}; expected ci, quick, full, early or "
-                         "scenarios")
+        raise ValueError(f"unknown sweep preset {name!r}; expected one of {', '.join(PRESETS)}")
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
 
@@ -130,24 +143,31 @@ def default_run_dir(name: str) -> Path:
     return repo_root() / "runs" / "dynreach" / name
 
 
-def _check_config(run_dir: Path, config: SweepConfig, on_mismatch: str = "error") -> None:
-    """A run directory belongs to one configuration (arms and seeds may grow); resuming with
-    another is an error, or with on_mismatch="replace" the old run directory is deleted."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _differences(theirs: Any, mine: Any, at: str = "") -> list[str]:
+    """'setting: X there, Y here' for every leaf where two configurations differ."""
+    if isinstance(theirs, dict) and isinstance(mine, dict):
+        return [line for k in sorted(set(theirs) | set(mine))
+                for line in _differences(theirs.get(k, "(unset)"), mine.get(k, "(unset)"),
+                                         f"{at}.{k}" if at else k)]
+    return [] if theirs == mine else [f"{at}: {theirs!r} there, {mine!r} here"]
+
+
+def _check_config(run_dir: Path, config: SweepConfig) -> None:
+    """A run directory belongs to one configuration (arms and seeds may grow). Resuming it with
+    another is an error that names every differing setting; the directory is left as it is."""
     path = run_dir / "config.json"
     mine = json.loads(json.dumps(config.to_dict()))
     if path.exists():
         theirs = json.loads(path.read_text())
-        keep = {k: v for k, v in mine.items() if k not in ("arms", "seeds")}
-        if {k: v for k, v in theirs.items() if k not in ("arms", "seeds")} != keep:
-            if on_mismatch != "replace":
-                raise ValueError(f"{path} holds a different sweep configuration; use another "
-                                 f"--run-dir or delete it (differences in: "
-                                 f"{[k for k in keep if keep[k] != theirs.get(k)]})")
-            import shutil
-
-            shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
+        diff = _differences({k: v for k, v in theirs.items() if k not in ("arms", "seeds")},
+                            {k: v for k, v in mine.items() if k not in ("arms", "seeds")})
+        if diff:
+            raise RunDirMismatch(
+                f"{path} holds a different sweep configuration (nothing was changed):\n  "
+                + "\n  ".join(diff)
+                + "\nResume it with its own settings, or give this sweep another run directory "
+                  "(--run-dir, run_sweep(run_dir=...)).")
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_json(mine, path)
 
 
@@ -156,14 +176,33 @@ def _check_train_source(config: SweepConfig, run_dir: Path) -> None:
     settings (else its checkpoints are not the policies this config describes)."""
     src = config.checkpoint_dir(run_dir)
     path = src / "config.json"
+    make = MAKES.get(Path(config.train_from).name,
+                     f"run the sweep that trains these checkpoints with --run-dir {src}")
     if not path.exists():
-        raise FileNotFoundError(f"train_from={config.train_from!r}: no sweep at {src} "
-                                f"(run that sweep first; expected {path})")
+        raise MissingRunError(
+            f"train_from={config.train_from!r}: this sweep evaluates the checkpoints of an "
+            f"earlier run, and there is no sweep at {src} (no {path.name}). Make it first: "
+            f"{make}")
     theirs = json.loads(path.read_text())
     mine = json.loads(json.dumps(config.to_dict()))
     diff = [k for k in ("model", "train") if theirs.get(k) != mine[k]]
     if diff:
-        raise ValueError(f"train_from={config.train_from!r}: {path} differs in {diff}")
+        raise RunDirMismatch(f"train_from={config.train_from!r}: {path} differs in {diff}:\n  "
+                             + "\n  ".join(_differences({k: theirs.get(k) for k in diff},
+                                                       {k: mine[k] for k in diff})))
+    missing = [(a, s) for a in config.arms for s in config.seeds
+               if not cell_path(run_dir, a, s).exists()
+               and not stage_b_path(src, s, get_arm(a)).exists()]
+    if missing:
+        arms = " ".join(dict.fromkeys(a for a, _ in missing))
+        seeds = " ".join(str(s) for s in sorted({s for _, s in missing}))
+        raise MissingRunError(
+            f"train_from={config.train_from!r}: {src} has no stage-B checkpoint for "
+            f"{len(missing)} (arm, seed) pair(s): "
+            + ", ".join(f"{a} seed {s}" for a, s in missing)
+            + f". Train them first (python -m xr0lab dynreach {theirs.get('name', 'full')} "
+              f"--arms {arms} --seeds {seeds}), or evaluate only the pairs that exist "
+              "(--arms, --seeds)")
 
 
 def _stage_a_unit(run_dir: str, seed: int, config: SweepConfig, threads: int,
@@ -198,17 +237,16 @@ def _cell_unit(run_dir: str, arm_id: str, seed: int, config: SweepConfig, thread
 
 def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers: int = 1,
               threads: int = 1, progress: bool = True, out: Path | str | None = None,
-              max_cells: int | None = None, on_mismatch: str = "error") -> dict:
+              max_cells: int | None = None) -> dict:
     """Run (or resume) the sweep and merge it; returns the results dict (also written to
     `out`, default <run_dir>/results.json). `max_cells` stops after that many new cells
-    (used by the tests to simulate a killed sweep). on_mismatch="replace" discards a run
-    directory left by a different configuration (notebooks use it) instead of raising."""
-    from tqdm.auto import tqdm
-
+    (used by the tests to simulate a killed sweep). A run directory left by a different
+    configuration is an error (`RunDirMismatch`), never overwritten. progress=True shows bars
+    on a terminal or in JupyterLab, none in a log."""
     run_dir = Path(run_dir or default_run_dir(config.name))
-    _check_config(run_dir, config, on_mismatch)
     if config.train_from is not None:
         _check_train_source(config, run_dir)
+    _check_config(run_dir, config)
     t0 = time.perf_counter()
     set_threads(threads)
     inner = progress and workers == 1
@@ -222,9 +260,9 @@ def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers
     seeds = sorted({s for _, s in todo}) if config.train_from is None else []
     if workers == 1:
         # In-process: no pickling of the config, and tqdm bars nest cleanly.
-        for s in tqdm(seeds, desc="stage A", disable=not progress):
+        for s in progress_bar(seeds, desc="stage A", enabled=progress):
             _stage_a_unit(str(run_dir), s, config, threads, inner)
-        for a, s in tqdm(todo, desc="cells", disable=not progress):
+        for a, s in progress_bar(todo, desc="cells", enabled=progress):
             _cell_unit(str(run_dir), a, s, config, threads, inner)
     else:
         import multiprocessing as mp
@@ -233,13 +271,13 @@ def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futs = [pool.submit(_stage_a_unit, str(run_dir), s, config, threads, False)
                     for s in seeds]
-            for f in tqdm(as_completed(futs), total=len(futs), desc="stage A",
-                          disable=not progress):
+            for f in progress_bar(as_completed(futs), total=len(futs), desc="stage A",
+                                  enabled=progress):
                 f.result()
             futs = [pool.submit(_cell_unit, str(run_dir), a, s, config, threads, False)
                     for a, s in todo]
-            for f in tqdm(as_completed(futs), total=len(futs), desc="cells",
-                          disable=not progress):
+            for f in progress_bar(as_completed(futs), total=len(futs), desc="cells",
+                                  enabled=progress):
                 f.result()
     backfill_moving_conflict(run_dir, config)
     results = merge_results(run_dir, config, threads=threads,
@@ -275,16 +313,21 @@ def run_command(mode: str, preset: str | None = None, *, arms: Sequence[str] | N
         changes["train_from"] = train_from
     config = dataclasses.replace(config, **changes) if changes else config
     set_threads(threads)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(name)
     if mode == "merge":
-        run_dir = run_dir or default_run_dir(name)
+        if not any(cell_path(run_dir, a, s).exists() for a in config.arms for s in config.seeds):
+            raise MissingRunError(
+                f"nothing to merge: {run_dir} has no finished cells of the {name!r} sweep's "
+                f"arms and seeds. Make them first: "
+                + MAKES.get(name, f"python -m xr0lab dynreach {name}"))
         backfill_moving_conflict(run_dir, config)
         results = merge_results(run_dir, config, threads=threads)
-        path = Path(out) if out else Path(run_dir) / "results.json"
+        path = Path(out) if out else run_dir / "results.json"
         write_json(results, path)
         return results, path
     results = run_sweep(config, run_dir=run_dir, workers=workers, threads=threads,
                         progress=progress, out=out)
-    return results, Path(out) if out else Path(results["meta"]["run_dir"]) / "results.json"
+    return results, Path(out) if out else run_dir / "results.json"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -117,10 +117,10 @@ def dataset(settings: TrainSettings, seed: int) -> Dataset:
 
 
 def _progress(total: int, desc: str, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from xr0lab.workspace.frontend import progress
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False,
-                mininterval=2.0)
+    return progress(total=total, initial=initial, desc=desc, enabled=enabled, leave=False,
+                    mininterval=2.0)
 
 
 def _run_loop(*, path: Path, steps: int, params, lr: float, settings: TrainSettings,

@@ -47,8 +47,24 @@ class HookPoint(nn.Module):
         for fn in list(self._fns):
             out = fn(x, self)
             if out is not None:
+                if out is not x:
+                    self._check_replacement(fn, x, out)
                 x = out
         return x
+
+    def _check_replacement(self, fn: HookFn, x: torch.Tensor, out: object) -> None:
+        """A replacement must stand in for the activation exactly: otherwise the model fails
+        several calls later, in an error that names neither the hook point nor the function."""
+        where = self.name or "an unnamed hook point"
+        who = f"hook {getattr(fn, '__qualname__', repr(fn))} at {where}"
+        wanted = f"shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}"
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{who} returned {type(out).__name__}; a hook returns None (observe) "
+                            f"or a torch.Tensor like its input ({wanted})")
+        if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+            raise ValueError(f"{who} returned a tensor of shape {tuple(out.shape)}, dtype "
+                             f"{out.dtype}, device {out.device}; a replacement must match its "
+                             f"input: {wanted}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # nn.Module.__call__ costs microseconds per call and there are ~80 hook points per DiT

@@ -7,7 +7,8 @@ into robot units, and its module docstring lists every input tensor with its sha
     processor.py     XR0Processor: build / from_pretrained / save_pretrained, encode, __call__
     tokenizer.py     the offline Qwen3-VL tokenizer built from `qwen.tiktoken`, and its cache
     prompts.py       PROMPT_STYLES, build_prompt, build_messages, the chat template
-    images.py        accepted image types, Qwen's and the post-training resize rules
+    images.py        accepted image types, Qwen's and the post-training resize rules, the
+                     released deployment's pixel budget
     action_stats.py  action width, active-dimension rule, example statistics, pad_state
     checkpoint.py    load_pretrained, save_pretrained, read_config, build_empty_model
     hf_config.py     config.json <-> XR0Config in the released (transformers 4.57) spelling
@@ -16,6 +17,8 @@ into robot units, and its module docstring lists every input tensor with its sha
     errors.py        CheckpointError, CheckpointNotFoundError
     examples.py      synthetic camera images and valid example inputs
     fixtures.py      small checkpoint directories in the released format, for tests
+    auto.py          MiBotConfig and register_auto_classes(): transformers' Auto classes for
+                     "mibot" (only when called; importing registers nothing)
 
 The main names are re-exported here, imported on first use (`from xr0lab.io import
 load_pretrained`).
@@ -37,6 +40,8 @@ _LAZY = {
     "make_example_inputs": "xr0lab.io.examples",
     "synthetic_camera_image": "xr0lab.io.examples",
     "write_tiny_checkpoint": "xr0lab.io.fixtures",
+    "MiBotConfig": "xr0lab.io.auto",
+    "register_auto_classes": "xr0lab.io.auto",
 }
 
 __all__ = list(_LAZY)

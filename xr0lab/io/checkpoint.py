@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +36,74 @@ from torch import nn
 from xr0lab.config import Mode, ModeConfig, XR0Config
 from xr0lab.io.errors import CheckpointError, CheckpointNotFoundError
 from xr0lab.io.hf_config import CONFIG_NAME, config_from_dict, config_to_dict
-from xr0lab.io.hub import resolve_checkpoint_dir
+from xr0lab.io.hub import HUB_OPTIONS, hub_options, resolve_checkpoint_dir
 from xr0lab.io.weights import (_SHOW, DEFAULT_MAX_SHARD_SIZE, check_keys, checkpoint_keys,
-                               read_tensor_index, tied_keys, write_weights)
+                               open_safetensors, read_tensor_index, tied_keys, write_weights)
 from xr0lab.model.vlm import resolve_attn_implementation
 
 
 def read_config(path: str | os.PathLike, **kwargs: Any) -> XR0Config:
     """The XR0Config of a local checkpoint directory (kwargs as `config_from_dict`)."""
     directory = resolve_checkpoint_dir(path)
+    kwargs.setdefault("name", directory.name)
+    return config_from_dict(_read_config_json(directory), **kwargs)
+
+
+def _read_config_json(directory: Path) -> dict[str, Any]:
     file = directory / CONFIG_NAME
     if not file.is_file():
         raise CheckpointNotFoundError(f"{file} not found: a checkpoint directory needs "
                                       f"{CONFIG_NAME}")
     try:
-        raw = json.loads(file.read_text())
+        return json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{file} is not valid JSON: {err}") from err
-    kwargs.setdefault("name", directory.name)
-    return config_from_dict(raw, **kwargs)
+
+
+# The released stack's (transformers') keyword names for load_pretrained's arguments.
+RELEASED_SPELLINGS = {"torch_dtype": "dtype", "device_map": "device"}
+
+
+def released_loading_kwargs(kwargs: Mapping[str, Any],
+                            where: str = "XR0Model.from_pretrained") -> dict[str, Any]:
+    """transformers-style from_pretrained keywords -> `load_pretrained`'s.
+
+    torch_dtype -> dtype, device_map (one device, or "auto") -> device, an `AutoConfig` result
+    (xr0lab.io.auto.MiBotConfig) -> its config.json dict; trust_remote_code and the Auto
+    classes' private keywords are dropped (xr0lab runs no checkpoint code). Unknown keywords are
+    refused with the list of accepted ones.
+    """
+    out = dict(kwargs)
+    out.update(hub_options(out, where))
+    for theirs, ours in RELEASED_SPELLINGS.items():
+        if theirs not in out:
+            continue
+        value = out.pop(theirs)
+        if out.get(ours) is not None and value is not None and out[ours] != value:
+            raise TypeError(f"{where}: {theirs}={value!r} and {ours}={out[ours]!r} disagree; pass "
+                            f"one ({ours}= is xr0lab's name)")
+        if out.get(ours) is None:
+            out[ours] = value
+    device = out.get("device")
+    if isinstance(device, Mapping):
+        raise ValueError(f"{where}: device_map={device!r} splits the model across devices, which "
+                         "xr0lab does not do; pass one device, e.g. device='cuda'")
+    if device == "auto":
+        out["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    config = out.get("config")
+    if config is not None and not isinstance(config, (XR0Config, Mapping)):
+        if not hasattr(config, "to_dict"):
+            raise TypeError(f"{where}: config must be an XR0Config, a config.json dict or the "
+                            f"MiBotConfig AutoConfig returns; got {type(config).__name__}")
+        out["config"] = config.to_dict()
+    unknown = sorted(set(out) - set(LOAD_KEYWORDS) - set(HUB_OPTIONS))
+    if unknown:
+        raise TypeError(f"{where} got unexpected keyword arguments {unknown}; it takes "
+                        f"{', '.join(LOAD_KEYWORDS)}, the transformers spellings "
+                        f"{', '.join(f'{a} (= {b})' for a, b in RELEASED_SPELLINGS.items())}, "
+                        f"trust_remote_code (ignored) and the hub options "
+                        f"{', '.join(HUB_OPTIONS)}")
+    return out
 
 
 @contextlib.contextmanager
@@ -94,6 +143,36 @@ def build_empty_model(config: XR0Config):
     return model
 
 
+# The floating dtypes the weights may be loaded or saved in, and their usual spellings.
+WEIGHT_DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, name: str = "dtype") -> torch.dtype | None:
+    """A weight dtype from a torch.dtype or its name ("bfloat16", "bf16", "torch.float16", ...);
+    None stays None. Anything else, integer dtypes included, is refused with the choices."""
+    if dtype is None:
+        return None
+    choices = "torch.bfloat16, torch.float16, torch.float32, torch.float64 or their names"
+    if isinstance(dtype, str):
+        found = WEIGHT_DTYPES.get(dtype.strip().lower().removeprefix("torch."))
+        if found is None:
+            raise ValueError(f"{name}={dtype!r} is not a floating dtype name; use {choices} "
+                             f"({', '.join(sorted(WEIGHT_DTYPES))})")
+        return found
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be a torch.dtype or a dtype name, got "
+                        f"{type(dtype).__name__} {dtype!r}")
+    if dtype not in set(WEIGHT_DTYPES.values()):
+        raise ValueError(f"{name}={dtype} cannot hold the model's weights (they are floating "
+                         f"point and the network computes in them); use {choices}")
+    return dtype
+
+
 def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
@@ -111,24 +190,48 @@ def _set_tensor(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
         raise CheckpointError(f"{key} is neither a parameter nor a buffer of the model")
 
 
-def load_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None,
+LOAD_KEYWORDS = ("dtype", "device", "attn_implementation", "mode", "config")
+
+
+def load_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
                     device: str | torch.device | None = None,
                     attn_implementation: str | None = None,
-                    mode: Mode | ModeConfig | None = None):
+                    mode: Mode | ModeConfig | None = None,
+                    config: XR0Config | Mapping[str, Any] | None = None, **hub: Any):
     """An `XR0Model` from a checkpoint directory in the released format, in eval mode.
 
     path: a local directory; a hub id ("Org/Name") only when the hub is reachable.
-    device: where the weights go (default CPU). dtype: default bf16 on a GPU, float32 otherwise;
-    floating parameters are cast, non-persistent buffers (rotary inv_freq) stay float32 as in a
-    normally built model. mode: None = the mode xr0lab saved, else "release" (a released
-    checkpoint); "xr0-async" or a ModeConfig switches it.
+    device: where the weights go (default CPU). dtype: a floating torch.dtype or its name
+    ("bfloat16"), or "auto" for the dtype config.json records; default bf16 on a GPU, float32
+    otherwise; floating parameters are cast, non-persistent buffers (rotary inv_freq) stay
+    float32 as in a normally built model.
+    mode: None = the mode xr0lab saved, else "release" (a released checkpoint); "xr0-async" or a
+    ModeConfig switches it. config: instead of config.json, an XR0Config or a config.json-style
+    dict (mode and attn_implementation still apply). hub: `HUB_OPTIONS` (revision, subfolder,
+    ...), as in transformers. `XR0Model.from_pretrained` also takes transformers' spellings
+    (`released_loading_kwargs`).
     Raises CheckpointNotFoundError / CheckpointError naming what is wrong.
     """
-    from safetensors import safe_open
-
-    directory = resolve_checkpoint_dir(path)
-    config = read_config(directory, mode=mode,
-                         attn_implementation=resolve_attn_implementation(attn_implementation))
+    unknown = sorted(set(hub) - set(HUB_OPTIONS))
+    if unknown:
+        raise TypeError(f"load_pretrained got unexpected keyword arguments {unknown}; it takes "
+                        f"{', '.join(LOAD_KEYWORDS)} and the hub options {', '.join(HUB_OPTIONS)}")
+    auto_dtype = isinstance(dtype, str) and dtype.strip().lower() == "auto"
+    dtype = None if auto_dtype else resolve_dtype(dtype)
+    directory = resolve_checkpoint_dir(path, **hub)
+    attn = resolve_attn_implementation(attn_implementation)
+    raw = _read_config_json(directory) if config is None or auto_dtype else None
+    if isinstance(config, XR0Config):
+        config = config.replace(
+            mode=config.mode if mode is None else ModeConfig.coerce(mode),
+            attn_implementation=config.attn_implementation if attn_implementation is None
+            else attn)
+    else:
+        config = config_from_dict(raw if config is None else config, mode=mode,
+                                  attn_implementation=attn, name=directory.name)
+    if auto_dtype:
+        stored = raw.get("torch_dtype") or raw.get("dtype")
+        dtype = resolve_dtype(stored, f"{CONFIG_NAME}'s torch_dtype") if stored else None
     device = torch.device(device if device is not None else "cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -149,7 +252,7 @@ def load_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None
         by_file.setdefault(info.file, []).append(key)
     params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     for file, keys in by_file.items():
-        with safe_open(file, framework="pt", device=str(device)) as f:
+        with open_safetensors(file, device=str(device)) as f:
             for key in keys:
                 tensor = f.get_tensor(key)
                 if key in params and tensor.is_floating_point():
@@ -159,7 +262,7 @@ def load_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None
     for alias, target in tied.items():
         _set_tensor_alias(model, alias, target)
     for alias, info in stored_aliases.items():
-        with safe_open(info.file, framework="pt", device=str(device)) as f:
+        with open_safetensors(info.file, device=str(device)) as f:
             head = f.get_tensor(alias)
         embedding = model.get_parameter(tied[alias])
         if head.shape != embedding.shape or not torch.equal(head.to(dtype), embedding):
@@ -197,7 +300,7 @@ def released_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_pretrained(model: nn.Module, path: str | os.PathLike, *,
                     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
-                    safe_serialization: bool = True, dtype: torch.dtype | None = None,
+                    safe_serialization: bool = True, dtype: torch.dtype | str | None = None,
                     processor: Any = None) -> Path:
     """Write `model` in the released layout: config.json + safetensors (sharded above
     `max_shard_size`), tied lm_head not stored. dtype: cast on the way out (the release is bf16;
@@ -206,6 +309,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *,
     if not safe_serialization:
         raise ValueError("only safetensors is written (the released format); "
                          "safe_serialization=False is not supported")
+    dtype = resolve_dtype(dtype)
     directory = Path(path)
     state = released_state_dict(model)
     write_weights(state, directory, max_shard_size=max_shard_size, dtype=dtype)
@@ -218,6 +322,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *,
 
 
 __all__ = [
-    "build_empty_model", "load_pretrained", "parameters_on_meta", "read_config",
-    "released_state_dict", "save_pretrained",
+    "WEIGHT_DTYPES", "build_empty_model", "load_pretrained", "parameters_on_meta", "read_config",
+    "released_state_dict", "resolve_dtype", "save_pretrained",
+    "LOAD_KEYWORDS", "RELEASED_SPELLINGS", "released_loading_kwargs",
 ]

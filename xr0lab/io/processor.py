@@ -17,8 +17,8 @@ What the processor produces for B observations (docs/architecture.md §8):
     action_mask       (B, T, D) float32, (std > 1e-5) of the robot type; T sets the horizon
 
 Sources: the released inference code (prompt, `get_action_mask`, `decode_action`), the released
-post-training code (the 32-pixel / 90,000-pixel resize rule), and the Qwen3-VL release
-(`preprocessor_config.json`; see `images.py`).
+post-training code (the 32-pixel / 90,000-pixel resize rule), the Qwen3-VL release
+(`preprocessor_config.json`) and the pixel budget transformers 4.57.1 gives it (see `images.py`).
 
 Deliberate choice, marked where it is made: nothing is silently truncated or padded. Actions
 must have exactly the robot type's horizon, states exactly D values (`pad_state` pads explicitly).
@@ -38,8 +38,12 @@ from PIL import Image
 
 from xr0lab.config import IMAGE_PAD_ID
 from xr0lab.io.action_stats import ACTION_DIM, STD_EPS, _as_float_tensor
-from xr0lab.io.images import (QWEN3_VL_IMAGE_SETTINGS, XR0_MAX_PIXELS, XR0_RESIZE_FACTOR,
-                              ImageResize, make_image_processor, resize_for_xr0, to_pil_image)
+from xr0lab.io.errors import CheckpointNotFoundError
+from xr0lab.io.hub import PROCESSOR_FILES, hub_options, resolve_checkpoint_dir
+from xr0lab.io.images import (RELEASE_MAX_PIXELS, RELEASE_MIN_PIXELS, XR0_MAX_PIXELS,
+                              XR0_RESIZE_FACTOR, ImageResize, PixelBudget, check_image_size,
+                              check_pixel_budget, make_image_processor, qwen3_vl_pixel_budget,
+                              release_pixel_budget, resize_for_xr0, to_pil_image)
 from xr0lab.io.prompts import CHAT_TEMPLATE, _resolve_views, build_prompt
 from xr0lab.io.tokenizer import PAD_TOKEN_ID, _qwen_tokenizer_class, load_qwen_tokenizer
 
@@ -51,15 +55,20 @@ class XR0Processor:
 
     `XR0Processor.build(...)` assembles one offline; `from_pretrained(dir)` reads a released or
     saved checkpoint directory. Calling it turns observations into model inputs (module docstring).
-    `image_resize`: "release" = Qwen3-VL's own resize (65,536..16.8M pixels, multiples of 32);
-    "xr0" = the post-training rule (multiples of 32, <= `xr0_max_pixels` per view);
-    "none" = images must already have sides that are multiples of 32.
+    `image_resize`, how each view is resized (all keep the aspect and give multiples of 32):
+    "release" = Qwen's resize at the released deployment's effective budget, `release_pixels`
+    (3,136..1,003,520 pixels unless preprocessor_config.json has min_pixels / max_pixels;
+    `images.py` says why); "qwen3-vl" = Qwen's resize at the budget the file states,
+    `qwen3_vl_pixels` (Qwen3-VL's 65,536..16,777,216); "xr0" = the post-training rule
+    (<= `xr0_max_pixels` per view); "none" = sides must already be multiples of 32.
     """
 
     def __init__(self, tokenizer: Any, image_processor: Any,
                  action_config: Mapping[str, Mapping[str, Any]] | None = None, *,
                  prompt_style: str = "release-2view", image_resize: ImageResize = "release",
-                 xr0_max_pixels: int = XR0_MAX_PIXELS, action_dim: int = ACTION_DIM) -> None:
+                 xr0_max_pixels: int = XR0_MAX_PIXELS, action_dim: int = ACTION_DIM,
+                 release_pixels: PixelBudget | None = None,
+                 qwen3_vl_pixels: PixelBudget | None = None) -> None:
         _resolve_views(prompt_style, None)
         _check_resize(image_resize)
         if xr0_max_pixels < XR0_RESIZE_FACTOR**2:
@@ -67,6 +76,11 @@ class XR0Processor:
                              f"token), got {xr0_max_pixels}")
         self.tokenizer = tokenizer
         self.image_processor = image_processor
+        # Held here, not read from image_processor.size: 4.57.1's constructor overwrites that.
+        self.release_pixels = (release_pixel_budget() if release_pixels is None
+                               else check_pixel_budget(release_pixels, "release"))
+        self.qwen3_vl_pixels = (qwen3_vl_pixel_budget() if qwen3_vl_pixels is None
+                                else check_pixel_budget(qwen3_vl_pixels, "qwen3-vl"))
         self.prompt_style = prompt_style
         self.image_resize = image_resize
         self.xr0_max_pixels = int(xr0_max_pixels)
@@ -87,8 +101,21 @@ class XR0Processor:
         """Write preprocessor_config.json (image settings + action_config + xr0lab settings) and
         the tokenizer files (tokenizer.json, tokenizer_config.json, chat_template.jinja)."""
         directory = Path(directory)
+        release_default = self.release_pixels == (RELEASE_MIN_PIXELS, RELEASE_MAX_PIXELS)
+        if not release_default and self.qwen3_vl_pixels != self.release_pixels:
+            # min_pixels / max_pixels are the only way to tell the released stack its budget, and
+            # every transformers version also lets them override `size`: both cannot be kept.
+            raise ValueError(f"release_pixels {self.release_pixels} differ from 4.57.1's defaults "
+                             f"and from qwen3_vl_pixels {self.qwen3_vl_pixels}; the released "
+                             "preprocessor_config.json format cannot hold both budgets")
         directory.mkdir(parents=True, exist_ok=True)
         config = self.image_processor.to_dict()
+        for key in ("min_pixels", "max_pixels", "_processor_class"):
+            config.pop(key, None)  # 4.57 writes its (overwritten) budget here too
+        lo, hi = self.qwen3_vl_pixels
+        config["size"] = {"shortest_edge": lo, "longest_edge": hi}
+        if not release_default:
+            config.update(min_pixels=self.release_pixels[0], max_pixels=self.release_pixels[1])
         config.update(action_config=self.action_config, prompt_style=self.prompt_style,
                       image_resize=self.image_resize, xr0_max_pixels=self.xr0_max_pixels,
                       action_dim=self.action_dim, processor_class=type(self).__name__)
@@ -97,33 +124,35 @@ class XR0Processor:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> "XR0Processor":
-        """Read a directory in the released checkpoint format (or one `save_pretrained` wrote).
+        """Read a checkpoint directory in the released format (or one `save_pretrained` wrote);
+        a hub id only when the hub answers, failing offline at once as `XR0Model.from_pretrained`.
 
         Files without xr0lab's own keys (a released checkpoint) get the defaults: prompt style
-        "release-2view" and the "release" resize. `overrides` replace any saved setting.
+        "release-2view" and the "release" resize, whose budget is what transformers 4.57.1 makes
+        of the file (`images.release_pixel_budget`). `overrides` replace any saved setting;
+        transformers' loading keywords (trust_remote_code, revision, subfolder, ...) are accepted.
         """
-        directory = Path(directory)
+        hub = hub_options(overrides, "XR0Processor.from_pretrained")
+        directory = resolve_checkpoint_dir(directory, files=PROCESSOR_FILES, **hub)
         config_path = directory / "preprocessor_config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found: a processor directory needs "
-                                    "preprocessor_config.json and tokenizer files")
+            raise CheckpointNotFoundError(f"{config_path} not found: a processor directory needs "
+                                          "preprocessor_config.json and tokenizer files")
         config = json.loads(config_path.read_text())
         settings = {key: config.pop(key) for key in _OWN_KEYS if key in config}
         settings.update(overrides)
         action_config = settings.pop("action_config", None)
         for key in ("image_processor_type", "auto_map", "processor_class"):
             config.pop(key, None)
-        # Older Qwen configs spell the pixel budget as min_pixels / max_pixels; like Qwen's own
-        # constructor, those win over `size`.
-        size = dict(config.get("size") or QWEN3_VL_IMAGE_SETTINGS["size"])
-        for old, new in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
-            if config.get(old) is not None:
-                size[new] = config[old]
-            config.pop(old, None)
-        config["size"] = size
+        settings.setdefault("release_pixels", release_pixel_budget(config))
+        settings.setdefault("qwen3_vl_pixels", qwen3_vl_pixel_budget(config))
+        for key in ("min_pixels", "max_pixels", "_processor_class"):
+            config.pop(key, None)
+        lo, hi = settings["qwen3_vl_pixels"]
+        config["size"] = {"shortest_edge": lo, "longest_edge": hi}
         image_processor = make_image_processor(**config)
         if not (directory / "tokenizer.json").is_file():
-            raise FileNotFoundError(f"{directory / 'tokenizer.json'} not found")
+            raise CheckpointNotFoundError(f"{directory / 'tokenizer.json'} not found")
         tokenizer = _qwen_tokenizer_class().from_pretrained(str(directory), local_files_only=True)
         tokenizer.padding_side = "right"
         if getattr(tokenizer, "chat_template", None) is None:
@@ -230,7 +259,9 @@ class XR0Processor:
         flat = []
         for b, views in enumerate(images):
             for v, image in enumerate(views):
-                pil = to_pil_image(image, name=f"images[{b}][{v}]")
+                name = f"images[{b}][{v}] (observation {b}, view {v})"
+                pil = to_pil_image(image, name=name)
+                check_image_size(pil, name, resize)
                 if resize == "xr0":
                     pil = resize_for_xr0(pil, max_pixels=self.xr0_max_pixels)
                 elif resize == "none" and (pil.height % XR0_RESIZE_FACTOR
@@ -240,6 +271,17 @@ class XR0Processor:
                                      f"{XR0_RESIZE_FACTOR}")
                 flat.append(pil)
         return flat
+
+    def pixel_budget(self, rule: ImageResize | None = None) -> PixelBudget:
+        """(min_pixels, max_pixels) per view that Qwen's resize uses under `rule` ("release" or
+        "qwen3-vl"; default the processor's `image_resize`)."""
+        rule = _check_resize(rule or self.image_resize)
+        if rule == "release":
+            return self.release_pixels
+        if rule == "qwen3-vl":
+            return self.qwen3_vl_pixels
+        raise ValueError(f"image_resize {rule!r} has no pixel budget: only 'release' and "
+                         "'qwen3-vl' use Qwen's resize")
 
     def encode(self, prompts: Sequence[str], images: Sequence[Sequence[Any]], *,
                image_resize: ImageResize | None = None) -> dict[str, torch.Tensor]:
@@ -257,9 +299,14 @@ class XR0Processor:
         out: dict[str, torch.Tensor] = {}
         counts: list[int] = []
         if flat:
-            # Only "release" lets Qwen resize; "xr0" has resized already, "none" never resizes.
-            vision = self.image_processor(images=flat, do_resize=resize == "release",
-                                          return_tensors="pt")
+            # Qwen resizes under "release" and "qwen3-vl", at that rule's budget given per call
+            # (the image processor's own `size` is not trusted, see __init__); "xr0" has resized
+            # already and "none" never resizes.
+            resizing: dict[str, Any] = {"do_resize": False}
+            if resize in ("release", "qwen3-vl"):
+                lo, hi = self.pixel_budget(resize)
+                resizing = {"do_resize": True, "size": {"shortest_edge": lo, "longest_edge": hi}}
+            vision = self.image_processor(images=flat, return_tensors="pt", **resizing)
             grid = vision["image_grid_thw"].long()  # (n_images, 3)
             counts = (grid.prod(-1) // self.image_processor.merge_size**2).tolist()
             out["pixel_values"] = vision["pixel_values"]  # (sum t*h*w, 3 * 2 * 16 * 16)
@@ -292,7 +339,9 @@ class XR0Processor:
 
         One observation: `images=[base, wrist]`, `instruction="..."`. A batch: `images=[[...],
         [...]]`, `instruction=["...", "..."]`. `text=` takes finished prompts instead of an
-        instruction (one `<|image_pad|>` per image). `state` and `robot_type` are optional; with
+        instruction (one `<|image_pad|>` per image); text without chat markup or placeholders is
+        an instruction, as in the seed's `processor(images=..., text=instruction)`, and gets the
+        prompt `instruction=` would. `state` and `robot_type` are optional; with
         them the output carries `state` (B, 1, D) and `action_mask` (B, T_robot, D).
         The released README's call `processor(text=[prompt], images=[base, wrist], videos=None,
         padding=True, return_tensors="pt")` also works: a flat image list is dealt to the prompts
@@ -312,7 +361,25 @@ class XR0Processor:
         if (text is None) == (instruction is None):
             raise ValueError("pass exactly one of instruction= (builds the XR-0 prompt) or text= "
                              "(finished prompts)")
-        batched = not isinstance(text if text is not None else instruction, str)
+        label, given = ("text", text) if text is not None else ("instruction", instruction)
+        batched = not isinstance(given, str)
+        if batched:
+            if not isinstance(given, Sequence):
+                raise TypeError(f"{label} must be a str (one observation) or a list of str (a "
+                                f"batch), got {type(given).__name__} {given!r}")
+            for i, item in enumerate(given):
+                if not isinstance(item, str):
+                    raise TypeError(f"{label}[{i}] must be a str, got {type(item).__name__} "
+                                    f"{item!r}")
+        if text is not None:
+            finished = [_is_finished_prompt(t) for t in ([text] if not batched else text)]
+            if not any(finished):
+                instruction, text = text, None
+            elif not all(finished):
+                raise ValueError(f"text mixes finished prompts (entries {_where(finished, True)}) "
+                                 f"and bare instructions (entries {_where(finished, False)}); "
+                                 "pass all instructions as instruction= or all finished prompts "
+                                 "as text=")
         if text is not None:
             prompts = [text] if not batched else list(text)
         else:
@@ -331,14 +398,26 @@ class XR0Processor:
         return BatchFeature(data=out)
 
     def __repr__(self) -> str:
+        budget = (f", pixels={self.pixel_budget()}"
+                  if self.image_resize in ("release", "qwen3-vl") else "")
         return (f"XR0Processor(prompt_style={self.prompt_style!r}, image_resize="
-                f"{self.image_resize!r}, robot_types={self.list_robot_types()})")
+                f"{self.image_resize!r}{budget}, robot_types={self.list_robot_types()})")
 
 
 def _check_resize(value: str) -> ImageResize:
     if value not in get_args(ImageResize):
-        raise ValueError(f"image_resize must be 'release', 'xr0' or 'none'; got {value!r}")
+        raise ValueError(f"image_resize must be 'release', 'qwen3-vl', 'xr0' or 'none'; got "
+                         f"{value!r}")
     return value  # type: ignore[return-value]
+
+
+def _is_finished_prompt(text: str) -> bool:
+    """A chat-formatted prompt or one holding image placeholders, not a bare instruction."""
+    return "<|im_start|>" in text or "<|image_pad|>" in text
+
+
+def _where(flags: list[bool], value: bool) -> list[int]:
+    return [i for i, flag in enumerate(flags) if flag is value]
 
 
 def _as_observations(images: Any, prompts: list[str], batched: bool) -> list[list[Any]]:

@@ -9,12 +9,14 @@ Everything here reads the safetensors headers only; no tensor data is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,15 +118,33 @@ def weight_files(directory: Path) -> tuple[list[Path], dict[str, str] | None]:
     return [directory / n for n in names], weight_map
 
 
+@contextlib.contextmanager
+def open_safetensors(file: Path, device: str = "cpu") -> Iterator[Any]:
+    """`safetensors.safe_open`, with errors that name the file: the library's own message
+    ("Error while deserializing header: ...") does not say which shard is truncated or corrupt."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(file, framework="pt", device=device)
+    except SafetensorError as err:
+        size = file.stat().st_size if file.exists() else 0
+        raise CheckpointError(f"{file} ({size} bytes) is not a readable safetensors file, "
+                              f"probably truncated or corrupt (download it again): {err}") from err
+    with handle as f:
+        try:
+            yield f
+        except SafetensorError as err:
+            raise CheckpointError(f"reading {file} failed, probably truncated or corrupt "
+                                  f"(download it again): {err}") from err
+
+
 def read_tensor_index(directory: Path) -> dict[str, TensorInfo]:
     """Key -> file, shape, dtype from the safetensors headers alone (no tensor data read)."""
-    from safetensors import safe_open
-
     files, weight_map = weight_files(directory)
     infos: dict[str, TensorInfo] = {}
     duplicates = []
     for file in files:
-        with safe_open(file, framework="pt") as f:
+        with open_safetensors(file) as f:
             for key in f.keys():
                 sl = f.get_slice(key)
                 if key in infos:
@@ -242,6 +262,6 @@ def write_weights(tensors: Mapping[str, torch.Tensor], directory: str | os.PathL
 
 __all__ = [
     "DEFAULT_MAX_SHARD_SIZE", "INDEX_NAME", "TIED_KEYS", "WEIGHTS_NAME", "TensorInfo",
-    "check_keys", "checkpoint_keys", "expected_released_keys", "parse_size", "read_tensor_index",
-    "tied_keys", "weight_files", "write_weights",
+    "check_keys", "checkpoint_keys", "expected_released_keys", "open_safetensors", "parse_size",
+    "read_tensor_index", "tied_keys", "weight_files", "write_weights",
 ]

@@ -14,10 +14,13 @@ RTX 4090); it is built from `workload.py` and `opcount.py`. The measured side st
   pipeline.py       one inference end to end (processor, model, decode), ready to time
   profile.py        profiles, timer overhead, speed options and DiT loop measured side by side,
                     and `run_profile` behind `xr0lab profile`
+  suite.py          every full-size GPU measurement in one guarded, time-budgeted run, with the
+                    same device's prediction beside each (`xr0lab profile --suite gpu`)
   records.py        the JSON profile record, its tables and summaries, loading data/profile_*.json
   cuda_graph.py     the DiT loop with static shapes, replayed as a CUDA graph on GPU
   hook_overhead.py  what hook points and caching cost (behind `xr0lab hook-overhead`)
 
-Commands: `xr0lab predict`, `xr0lab profile`, `xr0lab hook-overhead`. Figures of all this are in
-`xr0lab.plots.latency`; the asynchronous-execution budget planner is `xr0lab.runtime.planner`.
+Commands: `xr0lab predict`, `xr0lab profile` (`--suite gpu` on a CUDA machine),
+`xr0lab hook-overhead`. Figures of all this are in `xr0lab.plots.latency`; the
+asynchronous-execution budget planner is `xr0lab.runtime.planner`.
 """

@@ -29,13 +29,17 @@ class StaticDiTLoop:
         loop = StaticDiTLoop(model, context, state, action_mask)
         actions = loop(noise)                  # replays the captured graph on CUDA
         loop.update_context(next_context)      # same shapes, new observation
+
+    `step` replaces the network step (same signature as `model.denoise_step`), e.g. a
+    `torch.compile`d one; with `cuda_graph=True` its kernels are captured like the eager ones.
     """
 
     def __init__(self, model: FlowActionExpert, context: VLMContext, state: torch.Tensor,
                  action_mask: torch.Tensor, *, num_steps: int | None = None,
                  prefix_length: int = 0, mode: ModeConfig | None = None,
-                 cuda_graph: bool | None = None, warmup: int = 2) -> None:
+                 cuda_graph: bool | None = None, warmup: int = 2, step=None) -> None:
         self.model = model
+        self.step = model.denoise_step if step is None else step
         self.num_steps = num_steps or model.config.flow.num_steps
         self.prefix_length = prefix_length
         dev = model.device
@@ -63,8 +67,8 @@ class StaticDiTLoop:
             self._capture(warmup)
 
     def _loop(self) -> torch.Tensor:
-        m, s, ctx = self.model, self.setup, self.context
-        return integrate(lambda x, t: m.denoise_step(s, ctx, x, t, self.action_mask), self.noise,
+        step, s, ctx = self.step, self.setup, self.context
+        return integrate(lambda x, t: step(s, ctx, x, t, self.action_mask), self.noise,
                          self.num_steps, prefix=self.prefix if self.prefix_length else None,
                          prefix_length=self.prefix_length)
 
@@ -124,12 +128,10 @@ class StaticDiTLoop:
         return self.out.clone()
 
 
-def dit_loop_roofline(model: FlowActionExpert, context: VLMContext, chunk_length: int,
-                      device, *, num_steps: int | None = None, dtype_bytes: int = 2) -> float:
-    """Seconds the N-step DiT loop needs at the device's roofline: sum over ops of
-    max(flops / peak, bytes / bandwidth), no launch overhead (`xr0lab.latency.roofline`)."""
+def dit_loop_stages(model: FlowActionExpert, context: VLMContext, chunk_length: int, *,
+                    num_steps: int | None = None, dtype_bytes: int = 2):
+    """The op counts (`StageCost`) of the N DiT steps for this context's prompt length."""
     from xr0lab.latency.opcount import stage_costs
-    from xr0lab.latency.roofline import predict_stage
     from xr0lab.latency.workload import Workload
 
     cfg = model.config
@@ -140,8 +142,21 @@ def dit_loop_roofline(model: FlowActionExpert, context: VLMContext, chunk_length
         name="dit-loop", views=1, image_hw=(cfg.vlm.pixels_per_token,) * 2,
         text_tokens=context.prompt_length - 1, chunk_length=chunk_length, num_steps=steps,
         batch=context.batch_size, dtype_bytes=dtype_bytes)
-    stages = [s for s in stage_costs(cfg, workload) if s.name.startswith("dit_step_")]
-    return sum(p.seconds - p.launch_s for p in (predict_stage(s, device) for s in stages))
+    return [s for s in stage_costs(cfg, workload) if s.name.startswith("dit_step_")]
+
+
+def dit_loop_roofline(model: FlowActionExpert, context: VLMContext, chunk_length: int,
+                      device, *, num_steps: int | None = None, dtype_bytes: int = 2,
+                      fusion: str = "none") -> float:
+    """Seconds the N-step DiT loop needs at the device's roofline: sum over ops of
+    max(flops / peak, bytes / bandwidth), no launch overhead (`xr0lab.latency.roofline`).
+    `fusion="elementwise"` is the bound of a fusing compiler (`xr0lab.latency.roofline.fuse`)."""
+    from xr0lab.latency.roofline import predict_stage
+
+    stages = dit_loop_stages(model, context, chunk_length, num_steps=num_steps,
+                             dtype_bytes=dtype_bytes)
+    return sum(p.seconds - p.launch_s for p in (predict_stage(s, device, fusion)
+                                                for s in stages))
 
 
 def compare_dit_loop(model: FlowActionExpert, context: VLMContext, state: torch.Tensor,

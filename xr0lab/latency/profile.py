@@ -19,7 +19,7 @@ from xr0lab.latency.opcount import stage_costs
 from xr0lab.latency.pipeline import (Pipeline, build_pipeline, default_dtype, profile_config,
                                      torch_dtype, workload_of)
 from xr0lab.latency.probe import probe_cpu, probe_cuda
-from xr0lab.latency.records import make_record
+from xr0lab.latency.records import make_record, refuse_overwrite
 from xr0lab.latency.roofline import predict_stage, stage_group
 from xr0lab.latency.speed_options import SpeedOption, speed_options
 from xr0lab.latency.timers import Clock, StageTimer, percentiles
@@ -216,7 +216,7 @@ def run_profile(preset: str = "tiny", *, device: str = "cpu", dtype: str | None 
                 batch: int = 1, repeats: int = 20, warmup: int = 2, compile_step: bool = False,
                 trace: bool = False, with_overhead: bool = False,
                 with_speed_options: bool = False, out: str | Path | None = None, tag: str = "",
-                argv: Sequence[str] | None = None) -> dict:
+                argv: Sequence[str] | None = None, overwrite: bool = False) -> dict:
     """Time every stage of one configuration; write the record to
     `out`/profile_<preset>_<device>[_<tag>].json and its breakdown plot next to it (.png).
 
@@ -224,7 +224,8 @@ def run_profile(preset: str = "tiny", *, device: str = "cpu", dtype: str | None 
     dtype float32 on CPU, bfloat16 on GPU; 3 views at 256x320 for "xr0", else 2 at 128x128;
     `out` data/. `with_overhead` adds timers-on vs timers-off, `with_speed_options` the DiT loop
     and the speed options, each measured side by side. `argv` is the command line the record
-    keeps (default: this process's).
+    keeps (default: this process's). An existing output file is an `OutputExistsError` (raised
+    before anything is measured) unless `overwrite`.
     """
     import torch
 
@@ -239,6 +240,12 @@ def run_profile(preset: str = "tiny", *, device: str = "cpu", dtype: str | None 
     views = views or (3 if preset == "xr0" else 2)
     image_hw = tuple(image_hw or ((256, 320) if preset == "xr0" else (128, 128)))
     out_dir = Path(out) if out else data_dir()
+    slug = device_slug(device)
+    run_name = f"{preset}_{slug}{('_' + tag) if tag else ''}"
+    stem = f"profile_{run_name}"
+    trace_path = out_dir / f"trace_{run_name}.json"
+    refuse_overwrite([out_dir / f"{stem}.json", out_dir / f"{stem}.png",
+                      *([trace_path] if trace else [])], overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
 
@@ -254,11 +261,8 @@ def run_profile(preset: str = "tiny", *, device: str = "cpu", dtype: str | None 
         return probe_cpu(threads, dtype=torch_dtype(dtype))
 
     probes = [run_probe()]  # and one after the timed runs: machine load drifts on shared hosts
-    slug = "cpu" if device_type == "cpu" else _slug(torch.cuda.get_device_name())
-    run_name = f"{preset}_{slug}{('_' + tag) if tag else ''}"
-    stem = f"profile_{run_name}"
     result = profile(pipeline, repeats=repeats, warmup=warmup,
-                     trace_path=out_dir / f"trace_{run_name}.json" if trace else None)
+                     trace_path=trace_path if trace else None)
     settings = {"views": views, "image_hw": list(image_hw), "batch": batch,
                 "num_steps": pipeline.num_steps, "repeats": repeats,
                 "warmup": warmup, "compile": compile_step,
@@ -281,6 +285,16 @@ def run_profile(preset: str = "tiny", *, device: str = "cpu", dtype: str | None 
     save_figure(plot_breakdown(record), out_dir / f"{stem}.png", dpi=120, tight=False)
     record["path"] = str(json_path)
     return record
+
+
+def device_slug(device: str) -> str:
+    """The device part of a profile's file name: "cpu", or the CUDA device's name as a slug
+    ("NVIDIA H200" -> "nvidia-h200")."""
+    import torch
+
+    if torch.device(device).type == "cpu":
+        return "cpu"
+    return _slug(torch.cuda.get_device_name(torch.device(device)))
 
 
 def _slug(name: str) -> str:

@@ -91,7 +91,12 @@ def format_stage_table(record: dict, prediction: str = "probe") -> str:
 
 
 def summarize_record(record: dict, prediction: str = "probe") -> str:
-    """Stage table, then timers-on/off and speed options when the record has them."""
+    """Stage table, then timers-on/off and speed options when the record has them (a GPU-suite
+    record: `xr0lab.latency.suite.format_suite`)."""
+    if record.get("suite") == "gpu":
+        from xr0lab.latency.suite import format_suite
+
+        return format_suite(record)
     lines = [f"{record['preset']} on {record['device']['name']} ({record['dtype']}, "
              f"{record['threads']} thread(s), torch {record['versions']['torch']})",
              format_stage_table(record, prediction)]
@@ -116,18 +121,41 @@ def summarize_record(record: dict, prediction: str = "probe") -> str:
     return "\n".join(lines)
 
 
+GPU_SUITE_COMMAND = "python -m xr0lab profile --preset xr0 --device cuda --suite gpu --out data"
+
+
 def describe_gpu_profiles(records: Sequence[dict]) -> str:
     """Summaries of GPU records, or how to produce one when there are none."""
     if not records:
-        return ("No full-size GPU profiles in data/ yet. On a GPU machine run\n"
-                "  xr0lab profile --preset xr0 --device cuda --overhead --speed-options\n"
-                "which writes data/profile_xr0_<gpu>.json (random weights: timing only).")
+        return ("No GPU measurement exists yet: every number above is a prediction or a CPU "
+                "measurement.\nOn a CUDA machine (H100/H200-class, under 6 minutes) run\n"
+                f"  {GPU_SUITE_COMMAND}\n"
+                "(or `bash .ci/gpu-profile`), which writes data/profile_xr0_<gpu>.json and its "
+                "plot (random weights: timing only).")
     parts = []
     for rec in records:
+        if rec.get("suite") == "gpu":  # its report already sets every stage beside its prediction
+            parts.append(summarize_record(rec))
+            continue
         others = [k for k in rec.get("predictions", {}) if k != "probe"]
         parts.append(summarize_record(rec))
         parts += [f"-- against datasheet {k}:\n{format_stage_table(rec, k)}" for k in others]
     return "\n\n".join(parts)
+
+
+class OutputExistsError(FileExistsError):
+    """A profile's output file exists: measurements are never replaced without being asked."""
+
+
+def refuse_overwrite(paths: Sequence[str | Path], *, overwrite: bool = False) -> None:
+    """Raise `OutputExistsError` naming every existing path, unless `overwrite`. Called before
+    any measurement, so a refusal costs nothing."""
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: a profile "
+            "never replaces recorded measurements silently. Pass --overwrite "
+            "(overwrite=True) to replace, or --tag NAME / --out DIR to write beside them.")
 
 
 def load_profiles(directory: str | Path, *, device_type: str | None = None) -> list[dict]:

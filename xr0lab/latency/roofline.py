@@ -183,3 +183,57 @@ def released_report(device: str | Device = "rtx4090", *,
             f"{name} {total_seconds(predict(cfg, RELEASED, d)) * 1e3:.1f}"
             for name, d in DEVICES.items()),
     ])
+
+
+def roofline_seconds(prediction: StagePrediction) -> float:
+    """The stage's roofline bound alone: sum over ops of max(compute, memory), no launches."""
+    return prediction.seconds - prediction.launch_s
+
+
+def fit_launch_overhead(measured_s: dict[str, float],
+                        predictions: Sequence[StagePrediction]) -> dict:
+    """The per-launch overhead that best explains measured stage times given their op counts.
+
+    Model: measured_i = roofline_i + launches_i * overhead. Least squares over the stages named
+    in both `measured_s` (seconds, e.g. p50s) and `predictions` (one device's, whose roofline
+    terms are kept): overhead = sum n_i (m_i - r_i) / sum n_i^2, clipped at 0 (a stage faster
+    than its roofline says the peaks are wrong, not that launches are free). Returns the fit,
+    the stages used and the relative residual of each stage under it.
+    """
+    rows = [(p.name, measured_s[p.name], roofline_seconds(p), p.launches)
+            for p in predictions if p.name in measured_s and p.launches > 0]
+    if not rows:
+        raise ValueError("fit_launch_overhead: no stage is both measured and predicted with "
+                         f"launches (measured {sorted(measured_s)}, predicted "
+                         f"{[p.name for p in predictions]})")
+    num = sum(n * (m - r) for _, m, r, n in rows)
+    den = sum(n * n for *_, n in rows)
+    overhead = max(0.0, num / den)
+    return {"launch_overhead_s": overhead, "device": predictions[0].device,
+            "stages": [name for name, *_ in rows],
+            "measured_s": sum(m for _, m, _, _ in rows),
+            "roofline_s": sum(r for _, _, r, _ in rows),
+            "launches": sum(n for *_, n in rows),
+            "relative_residual": {name: (r + n * overhead - m) / m for name, m, r, n in rows}}
+
+
+def launch_overhead_sweep(device: str | Device = "rtx4090", overheads_us: Sequence[float] = (
+        0.0, 2.0, 5.0, 10.0), *, config: XR0Config | None = None,
+        workload: Workload = RELEASED) -> list[dict]:
+    """The predicted total (and DiT share) of `workload` on `device` at each per-launch overhead:
+    the prediction's uncertainty over its least-known input. One row per overhead: us, total_ms,
+    dit_ms, launch_ms (the launch term alone), bound (what bounds the total)."""
+    dev = get_device(device) if isinstance(device, str) else device
+    cfg = config or preset("xr0")
+    rows = []
+    for us in overheads_us:
+        if us < 0:
+            raise ValueError(f"launch overheads must be >= 0 us, got {us}")
+        preds = predict(cfg, workload, replace(dev, launch_overhead_s=us * 1e-6))
+        launch = sum(p.launch_s for p in preds)
+        total = total_seconds(preds)
+        rows.append({"us": float(us), "total_ms": total * 1e3,
+                     "dit_ms": group_stages(preds).get("dit", 0.0) * 1e3,
+                     "launch_ms": launch * 1e3,
+                     "bound": "launch" if launch > total - launch else "roofline"})
+    return rows

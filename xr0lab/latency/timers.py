@@ -137,6 +137,38 @@ class StageTimer:
         return out
 
 
+def time_interleaved(arms: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 1,
+                     sync: Callable[[], None] | None = None) -> dict[str, dict]:
+    """Wall seconds per call of each arm, `repeats` rounds with one call of each arm per round
+    (interleaved, so drift and neighbours hit every arm alike), after `warmup` untimed rounds.
+    `sync` (e.g. torch.cuda.synchronize) brackets each timed call so queued device work counts.
+    Returns per arm its `percentiles`, the samples and the first warm-up call's seconds
+    (`first_call_s`: lazy initialisation or compilation shows up there)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    sync = sync or (lambda: None)
+
+    def timed(fn) -> float:
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    first: dict[str, float | None] = {k: None for k in arms}
+    for i in range(warmup):
+        for name, fn in arms.items():
+            t = timed(fn)
+            if i == 0:
+                first[name] = t
+    samples: dict[str, list[float]] = {k: [] for k in arms}
+    for _ in range(repeats):
+        for name, fn in arms.items():
+            samples[name].append(timed(fn))
+    return {k: {**percentiles(v), "samples_s": v, "first_call_s": first[k]}
+            for k, v in samples.items()}
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     """p50, p95, p99, mean and count of timing samples (seconds)."""
     x = np.asarray(samples, dtype=float)

@@ -11,11 +11,14 @@ A action dims.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from torch import nn
 
-from xr0lab.config import ModeConfig, XR0Config
+from xr0lab.config import Mode, ModeConfig, Numerics, XR0Config
+from xr0lab.model.checks import (XR0InputError, check_action_inputs, check_method, check_noise,
+                                 check_num_steps, check_prefix)
 from xr0lab.model.dit import DiT, MLPProjector, TimestepEmbedder
 from xr0lab.flow import FlowTrace, Integrator, integrate
 from xr0lab.inspect.hook_points import HookPoint, name_hook_points
@@ -95,15 +98,28 @@ class FlowActionExpert(HookedMixin, nn.Module):
     def device(self) -> torch.device:
         return self.sink.weight.device
 
-    def rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin (B, S, h) for DiT positions (3, B, S). XR0Model uses the VLM's own module."""
+    def resolve_numerics(self, numerics: Numerics | None) -> Numerics:
+        """The call's numerics: as given, else `config.flow.numerics`."""
+        numerics = self.config.flow.numerics if numerics is None else numerics
+        if numerics not in get_args(Numerics):
+            raise XR0InputError(f"numerics must be 'precise' or 'release', got {numerics!r}")
+        return numerics
+
+    def rotary(self, positions: torch.Tensor, numerics: Numerics = "precise"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin (B, S, h) for DiT positions (3, B, S). XR0Model uses the VLM's own module.
+        "release" rounds inv_freq to the model dtype first, as the server's `.to(bf16)` does."""
         v = self.config.vlm
-        return rope_cos_sin(positions, v.head_dim, v.rope_theta, v.mrope_section, self.dtype)
+        inv_freq_dtype = self.dtype if numerics == "release" else torch.float32
+        return rope_cos_sin(positions, v.head_dim, v.rope_theta, v.mrope_section, self.dtype,
+                            inv_freq_dtype=inv_freq_dtype)
 
     def prepare(self, context: VLMContext, state: torch.Tensor, chunk_length: int, *,
                 prefix_length: int = 0, mode: ModeConfig | None = None,
-                hidden_prefix: torch.Tensor | None = None) -> DenoiseSetup:
+                hidden_prefix: torch.Tensor | None = None,
+                numerics: Numerics | None = None) -> DenoiseSetup:
         mode = mode or self.config.mode
+        numerics = self.resolve_numerics(numerics)
         if len(context.keys) != self.config.dit.num_layers:
             # An all-layer context (prefill(..., keep_all_layers=True)) would silently feed DiT
             # layer i from VLM layer i; it must be remapped first.
@@ -114,7 +130,7 @@ class FlowActionExpert(HookedMixin, nn.Module):
         positions = dit_positions(context.positions, context.prompt_mask, chunk_length,
                                   prefix_length=prefix_length, rope_offset=mode.rope_offset)
         positions = self.hook_dit_positions(positions)
-        cos, sin = self.rotary(positions)
+        cos, sin = self.rotary(positions, numerics)
         mask = dit_attention_mask(context.prompt_mask, chunk_length, kind=mode.action_attention,
                                   window=mode.window, prefix_length=prefix_length,
                                   hidden_prefix=hidden_prefix)
@@ -140,17 +156,46 @@ class FlowActionExpert(HookedMixin, nn.Module):
 
     def sample(self, context: VLMContext, state: torch.Tensor, action_mask: torch.Tensor, *,
                noise: torch.Tensor, num_steps: int | None = None,
-               prefix: torch.Tensor | None = None, prefix_length: int = 0,
-               mode: ModeConfig | None = None, method: Integrator = "euler",
-               record: bool = False, hidden_prefix: torch.Tensor | None = None
+               prefix: torch.Tensor | None = None, prefix_length: int | None = None,
+               mode: ModeConfig | Mode | None = None, method: Integrator = "euler",
+               record: bool = False, hidden_prefix: torch.Tensor | None = None,
+               numerics: Numerics | None = None
                ) -> torch.Tensor | tuple[torch.Tensor, FlowTrace]:
-        """Integrate the flow from noise (B, T, A) to normalised actions against one context."""
-        num_steps = num_steps or self.config.flow.num_steps
+        """Integrate the flow from noise (B, T, A) to normalised actions against one context.
+
+        numerics (default `config.flow.numerics`): "precise" integrates in the dtype of `noise`
+        with float32 t; "release" casts the noise to the model dtype and keeps x and t in it, as
+        the released loop does (give it a context from `prefill(..., numerics="release")`).
+
+        Checked like `predict_actions`: state and action_mask against the context's batch, noise
+        (B, T, A) finite, num_steps an int >= 1, and a prefix only in a prefix-capable mode.
+        prefix_length None commits the whole prefix given; 0 commits none of it.
+        """
+        mode = self.config.mode if mode is None else ModeConfig.coerce(mode)
+        B = context.batch_size
+        T = check_action_inputs(self.config, B, state, action_mask, batch_from="the context")
+        check_noise((B, T, self.config.action.action_dim), noise)
+        p = check_prefix(self.config, B, T, prefix, prefix_length, mode.supports_prefix)
+        return self._sample(context, state, action_mask, noise=noise,
+                            num_steps=check_num_steps(self.config, num_steps),
+                            prefix=prefix, prefix_length=p, mode=mode,
+                            method=check_method(method), record=record,
+                            hidden_prefix=hidden_prefix, numerics=self.resolve_numerics(numerics))
+
+    def _sample(self, context: VLMContext, state: torch.Tensor, action_mask: torch.Tensor, *,
+                noise: torch.Tensor, num_steps: int, prefix: torch.Tensor | None,
+                prefix_length: int, mode: ModeConfig, method: Integrator, record: bool,
+                hidden_prefix: torch.Tensor | None = None, numerics: Numerics = "precise"
+                ) -> torch.Tensor | tuple[torch.Tensor, FlowTrace]:
+        """`sample` for arguments already checked (`predict_actions` checks before the prefill)."""
+        time_dtype = torch.float32
+        if numerics == "release":  # the released loop: x and t in the model dtype throughout
+            noise, time_dtype = noise.to(self.dtype), self.dtype
         setup = self.prepare(context, state, noise.shape[1], prefix_length=prefix_length,
-                             mode=mode, hidden_prefix=hidden_prefix)
+                             mode=mode, hidden_prefix=hidden_prefix, numerics=numerics)
         out = integrate(lambda x, t: self.denoise_step(setup, context, x, t, action_mask), noise,
                         num_steps, prefix=prefix, prefix_length=prefix_length, method=method,
-                        record=record, observer=self._flow_observer())
+                        record=record, observer=self._flow_observer(), time_dtype=time_dtype)
         if record:
             actions, trace = out
             return self.hook_actions(actions), trace

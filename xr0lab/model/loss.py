@@ -31,7 +31,9 @@ class LossOutput:
     freq: torch.Tensor  # frequency-domain term (already times per-sample mean weight)
     prefix_length: int
     t: torch.Tensor  # (B * repeat,) flow times used
-    weights: torch.Tensor | None  # (B * repeat, T - p, A) clamped L1 weights, None when w = 1
+    # (B * repeat, T - p, A) clamped L1 weights (normalised on valid entries, raw on padded
+    # dims, as released), None when w = 1
+    weights: torch.Tensor | None
     hidden_prefix: torch.Tensor | None  # (p,) prefix columns hidden from noisy rows
 
 
@@ -96,13 +98,17 @@ def flow_loss(expert: FlowActionExpert, context: VLMContext, actions: torch.Tens
     w = torch.ones_like(valid)
     if p > 0 and tr.reweight:
         # L1 reweighting: where a full generation from the same prefix and noise misses the
-        # label, the step is weighted up (normalised over valid entries, then clamped).
+        # label, the step is weighted up. As released: divided by the mean over valid entries
+        # only where the action mask is on, then clamped everywhere, so padded dims keep their
+        # raw clamped |generated - actions| (the MSE masks them out; the frequency term's
+        # "released" per-sample weight does not).
         with torch.no_grad():
             generated = integrate(
                 lambda x, tt: expert.denoise_step(setup, context, x, tt, action_mask),
                 noise, cfg.flow.num_steps, prefix=actions, prefix_length=p)
         w = (generated[:, p:] - actions[:, p:]).abs()
-        w = w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-12)
+        mean_valid = ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-12)
+        w = torch.where(valid.bool(), w / mean_valid, w)
         w = weights = w.clamp(*tr.weight_clamp)
     mse = ((v[:, p:] - u[:, p:]) ** 2 * w * valid).sum() / valid.sum().clamp_min(1)
 
@@ -112,7 +118,10 @@ def flow_loss(expert: FlowActionExpert, context: VLMContext, actions: torch.Tens
         if tr.mask_freq_padding:
             vv, uu = vv * valid, uu * valid
         per_sample = (torch.fft.rfft(vv, dim=1) - torch.fft.rfft(uu, dim=1)).abs().mean((1, 2))
-        sample_w = (w * valid).sum((1, 2)) / valid.sum((1, 2)).clamp_min(1)
+        if tr.freq_weight == "released":
+            sample_w = w.mean((1, 2))  # all (T - p) x A entries, padded dims included
+        else:
+            sample_w = (w * valid).sum((1, 2)) / valid.sum((1, 2)).clamp_min(1)
         freq = (per_sample * sample_w).mean()
     loss = tr.mse_coef * mse + tr.freq_coef * freq
     return LossOutput(loss=loss, mse=mse, freq=freq, prefix_length=p, t=t, weights=weights,

@@ -121,7 +121,11 @@ def prefill(vlm, paired_layers: tuple[int, ...], *, input_ids: torch.Tensor,
     if _accepts(type(vlm.model).forward, "mm_token_type_ids"):
         kwargs["mm_token_type_ids"] = token_types
     out = vlm.model(**kwargs)
-    cache = out.past_key_values
+    # 5.x names the output field `cache` and warns on every read of the old name; 4.57 has
+    # only `past_key_values`.
+    cache = getattr(out, "cache", None)
+    if cache is None:
+        cache = out.past_key_values
     keys = tuple(cache.layers[j].keys for j in paired_layers)
     values = tuple(cache.layers[j].values for j in paired_layers)
     return VLMContext(keys=keys, values=values, prompt_mask=attention_mask.bool(),

@@ -119,26 +119,43 @@ def whatif(views: int = 3, height: int = 256, width: int = 320, steps: int = 5,
     return {k: v * 1e3 for k, v in group_stages(preds).items()}
 
 
-def whatif_widget(config: XR0Config | None = None):
+def plot_whatif(ms: dict[str, float], *, device: str = "rtx4090", ax=None):
+    """One stacked bar of predicted ms per stage group (from `whatif`), the reported RTX 4090
+    latency as a dotted line."""
+    fig, ax = figure_axes(ax, (8, 1.9))
+    left = 0.0
+    for g in STAGE_GROUPS:
+        ax.barh(0, ms.get(g, 0.0), left=left, color=_COLORS[g], label=g)
+        left += ms.get(g, 0.0)
+    ax.axvline(REPORTED_RTX4090_S * 1e3, color="k", ls=":",
+               label=f"reported {REPORTED_RTX4090_S * 1e3:.0f} ms (RTX 4090)")
+    ax.set_yticks([])
+    ax.set_xlabel("ms")
+    ax.set_title(f"predicted {left:.1f} ms per inference on {device}", fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def whatif_widget(config: XR0Config | None = None, *, static: bool | None = None):
     """Sliders over `whatif` (views, image height/width, steps, VLM layers, launch overhead,
-    device, fusion) showing the predicted breakdown; needs a Jupyter frontend to be interactive."""
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
+    device, fusion) showing the predicted breakdown (`plot_whatif`).
+
+    Like the explorers of `xr0lab.plots.widgets`: without a frontend
+    (`xr0lab.workspace.frontend.has_frontend`: scripts, tests, the headless runner's kernels) it
+    returns the static figure of the released setting and creates no widget; `static=True` forces
+    the figure, `static=False` the widget."""
+    from xr0lab.workspace.frontend import has_frontend
 
     config = config or preset("xr0")
+    if static or (static is None and not has_frontend()):
+        return plot_whatif(whatif(config=config), device="rtx4090")
+    import ipywidgets as w
+    from IPython.display import display
 
     def show(views, height, width, steps, vlm_layers, launch_us, device, fused):
         ms = whatif(views, height, width, steps, vlm_layers, launch_us, device, fused, config)
-        fig, ax = plt.subplots(figsize=(7, 1.6))
-        left = 0.0
-        for g in STAGE_GROUPS:
-            ax.barh(0, ms.get(g, 0.0), left=left, color=_COLORS[g], label=g)
-            left += ms.get(g, 0.0)
-        ax.axvline(REPORTED_RTX4090_S * 1e3, color="k", ls=":", label="80 ms")
-        ax.set_yticks([])
-        ax.set_xlabel(f"predicted {left:.1f} ms on {device}")
-        ax.legend(fontsize=7, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.6))
-        plt.show()
+        display(plot_whatif(ms, device=device))
 
     return w.interactive(
         show, views=w.IntSlider(3, 1, 4), height=w.IntSlider(256, 32, 640, 32),
@@ -185,5 +202,99 @@ def plot_whatif_grid(rows: Sequence[dict], *, ax=None):
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("predicted latency / released configuration (RTX 4090)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_launch_sensitivity(rows: Sequence[dict], *, refit: Sequence[dict] = (),
+                            reported_s: float | None = REPORTED_RTX4090_S, device: str = "rtx4090",
+                            ax=None):
+    """Predicted total ms against the per-launch overhead (rows of
+    `xr0lab.latency.roofline.launch_overhead_sweep`), the DiT's share beneath it; refitted
+    overheads (rows with a "fit" name) as markers and the reported latency as a dotted line."""
+    fig, ax = figure_axes(ax, (6.4, 3.4))
+    us = [r["us"] for r in rows]
+    ax.plot(us, [r["total_ms"] for r in rows], "o-", color="#4c72b0", label="total")
+    ax.plot(us, [r["dit_ms"] for r in rows], "s--", color=_COLORS["dit"], label="DiT (5 steps)")
+    ax.fill_between(us, [r["total_ms"] - r["launch_ms"] for r in rows],
+                    [r["total_ms"] for r in rows], color="#4c72b0", alpha=0.12,
+                    label="launch term")
+    for r in refit:
+        ax.plot(r["us"], r["total_ms"], "k^", markersize=7)
+        ax.annotate(f"{r['fit']}\n{r['us']:.1f} us, {r['total_ms']:.0f} ms",
+                    (r["us"], r["total_ms"]), textcoords="offset points", xytext=(4, -22),
+                    fontsize=6)
+    if reported_s is not None:
+        ax.axhline(reported_s * 1e3, color="k", ls=":", label=f"reported {reported_s * 1e3:.0f} ms")
+    ax.set_xlabel("per-launch overhead (us)")
+    ax.set_ylabel("predicted ms per inference")
+    lo, hi = min(r["total_ms"] for r in rows), max(r["total_ms"] for r in rows)
+    ax.set_title(f"{device}: {lo:.0f}-{hi:.0f} ms over {min(us):g}-{max(us):g} us per launch",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_suite(record: dict):
+    """The GPU suite's figure (`xr0lab.latency.suite`): measured stages beside the prediction for
+    the same device; the DiT-loop arms against their roofline bounds; the targets as ratio over
+    limit (left of 1 is met)."""
+    from xr0lab.plots.figure import new_figure
+
+    fig, axes = new_figure(1, 3, size=(17, 4.4))
+    ax0, ax1, ax2 = axes[0]
+    preds = record.get("predictions", {})
+    ref = record.get("table_device") if record.get("table_device") in preds else "probe"
+    if "stages" in record:
+        plot_breakdown(record, prediction=ref, ax=ax0)
+    else:
+        ax0.text(0.5, 0.5, "no whole-inference profile in this record", ha="center",
+                 transform=ax0.transAxes)
+    arms = {}
+    for section, prefix in (("dit_loop", ""), ("dit_loop_compiled", "again: ")):
+        for name, t in (record.get(section) or {}).get("arms", {}).items():
+            if section == "dit_loop_compiled" and not name.startswith("compiled"):
+                name = prefix + name
+            arms[name] = t
+    if arms:
+        names = list(arms)
+        y = np.arange(len(names))
+        p50 = [arms[n]["p50"] * 1e3 for n in names]
+        ax1.barh(y, p50, xerr=[[0] * len(names), [arms[n]["p95"] * 1e3 - v
+                                                  for n, v in zip(names, p50)]],
+                 color="#55a868", capsize=3)
+        for n, v in zip(y, p50):
+            ax1.text(v, n, f" {v:.2f}", va="center", fontsize=7)
+        bounds = (record.get("dit_loop") or {}).get("bounds", {})
+        for (d, b), ls in zip(bounds.items(), (":", "--", "-.")):
+            ax1.axvline(b["roofline_s"] * 1e3, color="k", ls=ls,
+                        label=f"roofline on {d} {b['roofline_s'] * 1e3:.2f} ms")
+        ax1.set_yticks(y, names, fontsize=8)
+        ax1.invert_yaxis()
+        ax1.set_xscale("log")
+        ax1.set_xlabel("DiT loop ms, p50 (whisker p95), log scale")
+        ax1.legend(fontsize=7)
+    else:
+        ax1.text(0.5, 0.5, "no DiT-loop timing in this record", ha="center",
+                 transform=ax1.transAxes)
+    targets = [t for t in record.get("targets", []) if t["ratio"] is not None]
+    if targets:
+        labels = [f"{t['target'].split(' within')[0].split(':')[0]}\n{t['detail'].split(':')[0]}"
+                  f" [{t['against']}]" for t in targets]
+        scaled = [t["ratio"] / t["limit"] for t in targets]
+        ax2.barh(range(len(targets)), scaled,
+                 color=["#55a868" if t["met"] else "#c44e52" for t in targets])
+        ax2.axvline(1.0, color="k", lw=0.8)
+        if max(scaled) > 20:  # a far miss would squash every other bar to nothing
+            ax2.set_xscale("symlog", linthresh=1.0)
+        ax2.set_yticks(range(len(targets)), labels, fontsize=6)
+        ax2.invert_yaxis()
+        ax2.set_xlabel("ratio / target limit (<= 1 met)")
+    else:
+        ax2.text(0.5, 0.5, "no targets evaluated", ha="center", transform=ax2.transAxes)
+    status = "" if record.get("complete") else " [incomplete run]"
+    fig.suptitle(f"{record['preset']} on {record['device']['name']} ({record['dtype']}), random "
+                 f"weights{status}", fontsize=10)
     fig.tight_layout()
     return fig

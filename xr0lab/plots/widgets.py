@@ -1,9 +1,10 @@
 """Interactive explorers (ipywidgets) over caches and flow traces.
 
-Each explorer returns a widget when a Jupyter kernel is running and otherwise (scripts, tests, CI
-without a kernel) the static figure of its initial selection, so calling one never fails for lack
-of a frontend. `static=True` forces the figure, `static=False` the widget. ipywidgets is imported
-only on the interactive path.
+Each explorer returns a widget when a frontend can show it (a Jupyter kernel not started
+headless, `xr0lab.workspace.frontend.has_frontend`) and otherwise the static figure of its
+initial selection: in scripts, tests and the headless runner's kernels (XR0LAB_HEADLESS=1) no
+widget is created at all. `static=True` forces the figure, `static=False` the widget. ipywidgets
+is imported only on the interactive path.
 """
 
 from __future__ import annotations
@@ -17,16 +18,9 @@ from xr0lab.inspect.attention import cached_patterns
 from xr0lab.model.masks import TokenLayout
 from xr0lab.plots.attention import plot_attention_pattern
 from xr0lab.plots.flow import plot_action_chunks
+from xr0lab.workspace.frontend import has_frontend
 
-
-def has_frontend() -> bool:
-    """True inside a Jupyter kernel (the only place widget comms can reach a frontend)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+__all__ = ["attention_explorer", "flow_explorer", "has_frontend"]
 
 
 def _explore(draw: Callable[..., Any], options: Mapping[str, tuple[str, list, Any]],

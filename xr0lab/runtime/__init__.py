@@ -5,7 +5,8 @@ Read `config.py` first (the timeline and its constraints), then `scheduler.py`.
 config.py      `ExecutorConfig`: H, s, d, p and the execution strategy (sync/naive/prefix/guided)
 delays.py      delay models (constant, sampled, replayed) and latency -> ticks
 guidance.py    soft prefix weights for the guided strategy
-records.py     per-tick and per-chunk records, the inference request, the re-anchoring protocol
+records.py     per-tick and per-chunk records, the inference request, the re-anchoring protocol,
+               and the record and errors of an invalid (NaN/inf) chunk
 arrays.py      helpers that treat torch tensors and numpy arrays alike
 invariants.py  always-on timeline checks
 scheduler.py   the scheduling state machine every clock shares, and the timeline it records
@@ -25,13 +26,16 @@ from xr0lab.runtime.guidance import guidance_weights
 from xr0lab.runtime.invariants import InvariantMonitor, InvariantViolation
 from xr0lab.runtime.reanchor import (ActionLayout, DeltaReanchor, axis_angle_to_matrix,
                                      matrix_to_axis_angle, reanchor_actions)
-from xr0lab.runtime.records import ChunkRecord, InferenceRequest, TickRecord, call_policy
+from xr0lab.runtime.records import (ChunkRecord, InferenceRequest, InvalidChunk,
+                                    InvalidChunkError, InvalidChunkWarning, TickRecord,
+                                    call_policy)
 from xr0lab.runtime.scene import IndexPolicy, PursuitPolicy, PursuitScene, SceneRun, run_scene
 from xr0lab.runtime.scheduler import ChunkScheduler, Timeline
 
 __all__ = [
     "ActionLayout", "ChunkExecutor", "ChunkRecord", "ChunkScheduler", "ConstantDelay",
-    "DeltaReanchor", "ExecutorConfig", "InferenceRequest", "InvariantMonitor",
+    "DeltaReanchor", "ExecutorConfig", "InferenceRequest", "InvalidChunk", "InvalidChunkError",
+    "InvalidChunkWarning", "InvariantMonitor",
     "IndexPolicy", "InvariantViolation", "ModelPolicy", "PursuitPolicy", "PursuitScene",
     "RealTimeRunner", "SampledDelay", "SceneRun", "TickRecord", "Timeline", "TraceDelay",
     "axis_angle_to_matrix", "call_policy", "guidance_weights", "latency_to_ticks",

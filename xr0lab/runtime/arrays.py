@@ -32,3 +32,14 @@ def max_abs_diff(a: Array, b: Array) -> float:
 
 def like(x: np.ndarray, ref: Array) -> Array:
     return torch.as_tensor(x, device=ref.device) if isinstance(ref, torch.Tensor) else x
+
+
+def non_finite(x: Array) -> tuple[int, tuple[int, ...]]:
+    """How many entries are NaN or inf, and the index of the first (() when there are none)."""
+    if isinstance(x, torch.Tensor):
+        bad = ~torch.isfinite(x)
+        n = int(bad.sum())
+        return n, (tuple(bad.nonzero()[0].tolist()) if n else ())
+    bad = ~np.isfinite(x)
+    n = int(bad.sum())
+    return n, (tuple(int(i) for i in np.argwhere(bad)[0]) if n else ())

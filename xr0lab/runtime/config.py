@@ -16,6 +16,9 @@ Execution strategies (ExecutorConfig.strategy):
     "guided"  as naive, but the policy receives the whole committed remainder plus soft
               `prefix_weights` (inference-time guidance); what it does with them is its business.
 
+A policy output holding NaN or inf never reaches the robot: see `on_invalid_chunk` (default
+"fallback": dropped, counted, the overrun fallback runs while a new chunk is computed).
+
 Asynchronous chunks are anchored at their trigger tick: chunk index j is meant for tick
 trigger + j, so a chunk that arrives after delta ticks starts at index delta, whatever delta turns
 out to be. The first chunk has no predecessor: the executor holds until it arrives.
@@ -40,6 +43,11 @@ ExecutionStrategy = Literal["sync", "naive", "prefix", "guided"]
 OverrunPolicy = Literal["extend", "hold"]
 # "zero" suits velocity/delta commands (zero = stay still); "repeat" suits absolute targets.
 HoldAction = Literal["zero", "repeat"]
+# A chunk holding NaN or inf is never executed. "fallback": it is dropped on arrival and counted
+# (`Timeline.invalid_chunks`, a warning on the first one of a run), the current chunk goes on
+# under the overrun policy ("extend": its remainder, "hold": the hold action) and a new inference
+# starts at once. "raise": `InvalidChunkError` at its arrival, the run stops.
+InvalidChunkPolicy = Literal["fallback", "raise"]
 _STRATEGIES: tuple[str, ...] = get_args(ExecutionStrategy)
 
 
@@ -54,6 +62,7 @@ class ExecutorConfig:
     strategy: ExecutionStrategy = "prefix"
     overrun: OverrunPolicy = "extend"
     hold_action: HoldAction = "zero"
+    on_invalid_chunk: InvalidChunkPolicy = "fallback"
 
     def __post_init__(self) -> None:
         H, s, d, p = self.chunk_length, self.execution_horizon, self.delay, self.prefix_length
@@ -70,6 +79,9 @@ class ExecutorConfig:
         if self.hold_action not in get_args(HoldAction):
             raise ConfigError(f"ExecutorConfig.hold_action must be 'zero' or 'repeat', got "
                               f"{self.hold_action!r}")
+        if self.on_invalid_chunk not in get_args(InvalidChunkPolicy):
+            raise ConfigError(f"ExecutorConfig.on_invalid_chunk must be 'fallback' or 'raise', got "
+                              f"{self.on_invalid_chunk!r}")
         if H < 1 or not 1 <= s <= H:
             raise ConfigError(f"need chunk_length H >= 1 and 1 <= execution_horizon s <= H, got "
                               f"H={H}, s={s}")

@@ -2,7 +2,8 @@
 
 A policy is any callable `policy(observation, prefix, prefix_length) -> chunk (..., H, A)`; in
 guided mode it is also passed `prefix_weights=(H,)`. The observation comes from `observe()`,
-called only at trigger ticks (rendering can be expensive).
+called only at trigger ticks (rendering can be expensive). A chunk holding NaN or inf is never
+executed, on either clock: `ExecutorConfig.on_invalid_chunk` says what happens instead.
 """
 
 from __future__ import annotations

@@ -53,6 +53,27 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True)
+class InvalidChunk:
+    """A policy output that held NaN or inf. It was never executed; see
+    `ExecutorConfig.on_invalid_chunk` for what ran instead."""
+
+    id: int
+    trigger_tick: int
+    arrival_tick: int
+    non_finite: int           # how many entries were NaN or inf
+    first_index: tuple[int, ...]  # where the first one was
+    latency_s: float | None   # measured wall time (real-time runner only)
+
+
+class InvalidChunkError(ValueError):
+    """A policy returned NaN or inf under `ExecutorConfig(on_invalid_chunk="raise")`."""
+
+
+class InvalidChunkWarning(RuntimeWarning):
+    """A policy returned NaN or inf; the chunk was dropped and the fallback ran instead."""
+
+
+@dataclass(frozen=True)
 class InferenceRequest:
     """A policy call: policy(observation, prefix, prefix_length[, prefix_weights=...])."""
 

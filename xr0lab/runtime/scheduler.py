@@ -11,17 +11,19 @@ runner both drive it with the same four calls, in the same order, each tick:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from xr0lab.runtime.arrays import copy_array, like, max_abs_diff, zeros_like
+from xr0lab.runtime.arrays import copy_array, like, max_abs_diff, non_finite, zeros_like
 from xr0lab.runtime.config import ExecutorConfig
 from xr0lab.runtime.guidance import guidance_weights
 from xr0lab.runtime.invariants import InvariantMonitor
 from xr0lab.runtime.records import (HOLD_KINDS, TICK_KINDS, Array, ChunkRecord, InferenceRequest,
+                                    InvalidChunk, InvalidChunkError, InvalidChunkWarning,
                                     Reanchorer, TickKind, TickRecord)
 from xr0lab.runtime.smoothness import Smoothness, seams_from_chunk_ids, smoothness
 
@@ -36,6 +38,7 @@ class Timeline:
     actions: Any = field(repr=False)    # (..., T, A) executed actions; None before any chunk
     tick_times: tuple[float, ...] | None = field(default=None, repr=False)  # real clock only
     late_ticks: int = 0                 # real clock: ticks started more than a period late
+    invalid_chunks: tuple[InvalidChunk, ...] = ()   # dropped policy outputs (NaN or inf)
 
     def chunk_ids(self) -> np.ndarray:
         """(T,) int: the chunk each tick executed, -1 where it held."""
@@ -53,11 +56,13 @@ class Timeline:
         return seams_from_chunk_ids(self.chunk_ids())
 
     def counts(self) -> dict[str, int]:
-        """Ticks per kind, plus `overrun_cycles` (chunks in flight longer than their prefix)."""
+        """Ticks per kind, plus `overrun_cycles` (chunks in flight longer than their prefix) and
+        `invalid_chunks` (policy outputs dropped for NaN or inf)."""
         out = {k: 0 for k in TICK_KINDS}
         for r in self.ticks:
             out[r.kind] += 1
         out["overrun_cycles"] = sum(c.overrun for c in self.chunks)
+        out["invalid_chunks"] = len(self.invalid_chunks)
         return out
 
     def smoothness(self) -> Smoothness:
@@ -110,6 +115,10 @@ class ChunkScheduler:
         self._ticks: list[TickRecord] = []
         self._actions: list[Array | None] = []
         self._chunks: list[ChunkRecord] = []
+        self._invalid: list[InvalidChunk] = []
+        # After a dropped chunk under overrun="hold", the current chunk's remainder is stale: it
+        # is held, not executed, until a valid chunk arrives.
+        self._stale = False
         self._next_id = 0
 
     @property
@@ -138,7 +147,7 @@ class ChunkScheduler:
         cfg, cur = self.config, self._current
         H, strategy = cfg.chunk_length, cfg.strategy
         remainder = None
-        if cur is not None:
+        if cur is not None and not self._stale:
             i = self._tick - cur.anchor_tick
             remainder = cur.values[..., min(i, H):, :]
         rem_len = 0 if remainder is None else remainder.shape[-2]
@@ -188,15 +197,20 @@ class ChunkScheduler:
                              f"{tuple(t.shape)}")
 
     def deliver(self, chunk: Array, *, latency_s: float | None = None,
-                measured_ticks: int | None = None) -> ChunkRecord:
+                measured_ticks: int | None = None) -> ChunkRecord | InvalidChunk:
         """Install the in-flight chunk at the current tick. `measured_ticks` (real clock:
-        ceil(latency * rate)) becomes the next delay estimate; default: the observed delay."""
+        ceil(latency * rate)) becomes the next delay estimate; default: the observed delay.
+        A chunk holding NaN or inf is never installed (`ExecutorConfig.on_invalid_chunk`)."""
         flight = self._in_flight
         if flight is None:
             raise RuntimeError(f"tick {self._tick}: deliver called with no inference in flight")
         self.check_chunk(chunk)
         cfg, t = self.config, self._tick
         delta = t - flight.trigger_tick
+        n_bad, first = non_finite(chunk)
+        if n_bad:
+            return self._reject(flight, chunk, n_bad, first, latency_s,
+                                delta if measured_ticks is None else int(measured_ticks))
         sync = cfg.strategy == "sync"
         anchor, start = (t, 0) if sync else (flight.trigger_tick, delta)
         overrun = not sync and flight.has_previous and delta > flight.covered
@@ -211,13 +225,42 @@ class ChunkScheduler:
         self._current = _Chunk(flight.id, chunk, anchor, flight.prefix_length,
                                flight.anchor_state)
         self._in_flight = None
+        self._stale = False
         self.delay_estimate = delta if measured_ticks is None else int(measured_ticks)
+        return record
+
+    def _reject(self, flight: _InFlight, chunk: Array, n_bad: int, first: tuple[int, ...],
+                latency_s: float | None, delay_estimate: int) -> InvalidChunk:
+        t = self._tick
+        what = (f"policy returned chunk {flight.id} (requested at tick {flight.trigger_tick}, "
+                f"arrived at tick {t}) with {n_bad} NaN/inf entries of {tuple(chunk.shape)}, "
+                f"first at index {first}")
+        if self.config.on_invalid_chunk == "raise":
+            raise InvalidChunkError(f"{what}; ExecutorConfig.on_invalid_chunk='raise' stops the "
+                                    "run (use 'fallback' to drop it and re-plan)")
+        record = InvalidChunk(flight.id, flight.trigger_tick, t, n_bad, first, latency_s)
+        if not self._invalid:
+            fallback = ("the hold action" if self.config.strategy == "sync" or self._current is None
+                        else f"the overrun fallback ({self.config.overrun!r})")
+            warnings.warn(f"{what}. It was not executed: {fallback} runs while a new chunk is "
+                          "computed. Later invalid chunks of this run are counted in "
+                          "Timeline.invalid_chunks without a warning.", InvalidChunkWarning,
+                          stacklevel=3)
+        self._invalid.append(record)
+        # The executed ticks of the flight still had to match what it was told was committed.
+        self.monitor.on_arrival(flight.id, flight.committed, flight.executed)
+        self._in_flight = None
+        if self.config.overrun == "hold" and self._current is not None:
+            self._stale = True
+        self.delay_estimate = delay_estimate
         return record
 
     def _classify(self) -> tuple[TickKind, int | None]:
         cur, flight, cfg = self._current, self._in_flight, self.config
         if cur is None:
             return "hold", None
+        if self._stale:
+            return ("hold" if cfg.strategy == "sync" else "fallback_hold"), None
         i = self._tick - cur.anchor_tick
         if flight is None:
             return ("prefix" if i < cur.prefix_length else "fresh"), i
@@ -272,5 +315,5 @@ class ChunkScheduler:
             actions = (torch.stack(rows, dim=-2) if isinstance(self._template, torch.Tensor)
                        else np.stack(rows, axis=-2))
         return Timeline(self.config, tuple(self._ticks), tuple(self._chunks), actions,
-                        tick_times, late_ticks)
+                        tick_times, late_ticks, tuple(self._invalid))
 
