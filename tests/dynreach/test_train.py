@@ -272,3 +272,12 @@ def test_tier1_trains_and_runs_through_the_executor():
     assert len(out["losses"]) == 2 and np.isfinite(out["losses"]).all()
     assert out["prefix_lengths"][0] == 0 and out["prefix_lengths"][1] == 3
     assert out["counts"]["committed"] > 0 and np.isfinite(out["actions"]).all()
+
+
+def test_tier0_keeps_the_frequency_weight_its_committed_results_were_trained_with():
+    """The released rule averages the L1 weights over padded dims too; tier 0 pads 30 of 32 dims,
+    so it keeps the valid-entry mean the committed sweep used (and masks the FFT inputs)."""
+    from xr0lab.dynreach.policies import xr0_config
+
+    train = xr0_config(Tier0Config(), get_arm("A7")).train
+    assert train.reweight and train.freq_weight == "valid_mean" and train.mask_freq_padding

@@ -83,11 +83,12 @@ def xr0_config(cfg: Tier0Config, arm: Arm | None = None, *, freq_coef: float = 1
     dit = DiTConfig(num_layers=cfg.dit_layers, hidden_size=cfg.dit_width, head_dim=cfg.head_dim,
                     num_kv_heads=cfg.kv_heads, timestep_dim=64)
     mode = ModeConfig() if arm is None else arm.mode()
-    # Padded dims are masked out of the frequency term too (the released code does not mask
-    # them; with 30 padded dims the term would mostly fit noise on dims nobody executes).
+    # Padded dims are masked out of the frequency term and of its per-sample weight (the
+    # released code does neither; with 30 padded dims the term would mostly fit noise on dims
+    # nobody executes). The committed results were trained this way.
     train = TrainConfig(prefix_schedule="released" if arm is None else arm.prefix_schedule,
                         reweight=bool(arm and arm.reweight), freq_coef=freq_coef,
-                        mask_freq_padding=True, training_repeat=1)
+                        mask_freq_padding=True, freq_weight="valid_mean", training_repeat=1)
     return XR0Config(name="dynreach-tier0", vlm=vlm, dit=dit,
                      action=ActionConfig(chunk_length=cfg.chunk_length,
                                          action_dim=cfg.padded_dim, state_dim=cfg.padded_dim),
