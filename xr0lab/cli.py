@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 
@@ -38,6 +40,17 @@ def _int_at_least(low: int):
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
+
+
+def _nonnegative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
 
 
 def _image_side(text: str) -> int:
@@ -103,7 +116,7 @@ def _walkthrough(args: argparse.Namespace) -> int:
 
 def _notebook(args: argparse.Namespace) -> int:
     from xr0lab.workspace.notebooks import NotebookRunError, run_notebook
-    from xr0lab.workspace.paths import figures_dir
+    from xr0lab.workspace.paths import figures_dir, quick_dir
 
     try:
         run = run_notebook(args.name, save=not args.no_save, quick=args.quick or None,
@@ -111,7 +124,10 @@ def _notebook(args: argparse.Namespace) -> int:
     except NotebookRunError as e:
         return _fail(f"notebook {args.name}", e)
     _report_run(f"notebook {args.name}", run)
-    print(f"  figures in {_shown(figures_dir())}")
+    # --quick applies to the kernel's environment; the parent says where that kernel wrote.
+    figures = (quick_dir() / "figures" if args.quick and not os.environ.get("XR0LAB_FIGURES")
+               else figures_dir())
+    print(f"  figures in {_shown(figures)}")
     return 0
 
 
@@ -323,7 +339,7 @@ def _add_latency_commands(sub) -> None:
         description="Print the predicted RTX 4090 breakdown of the released configuration vs "
                     "the reported 80 ms, and the same prediction on every tabulated device.")
     pred.add_argument("--device", default="rtx4090", choices=sorted(DEVICES))
-    pred.add_argument("--launch-overhead-us", type=float, default=None,
+    pred.add_argument("--launch-overhead-us", type=_nonnegative_float, default=None,
                       help="override the per-op launch overhead (microseconds)")
     pred.set_defaults(func=_predict)
 

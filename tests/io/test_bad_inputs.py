@@ -56,6 +56,12 @@ def test_zero_size_image_is_named(processor, image, resize):
         processor(images=[image, empty], instruction="go", image_resize=resize)
 
 
+def test_an_empty_float_tensor_image_is_named(processor, image):
+    with pytest.raises(ValueError, match=r"images\[0\]\[1\].* is 0x5 \(height x width\): an empty "
+                       r"image gives no visual tokens"):
+        processor(images=[image, torch.zeros(3, 0, 5)], instruction="go")
+
+
 @pytest.mark.parametrize("resize", ["release", "xr0"])
 def test_overlong_image_is_named(processor, image, resize):
     wide = np.zeros((8, 4000, 3), np.uint8)
@@ -132,3 +138,16 @@ def test_bad_dtypes_are_refused_before_loading(checkpoint, tmp_path, dtype, erro
     with pytest.raises(error, match=match):
         save_pretrained(model, tmp_path / "out", dtype=dtype)
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("content,match", [
+    ("{not json", r"preprocessor_config\.json is not valid JSON"),
+    ("[1, 2]", r"preprocessor_config\.json must hold a JSON object, got list"),
+    ('{"min_pixels": "many"}', r"preprocessor_config\.json: "),
+])
+def test_a_broken_preprocessor_config_is_named(checkpoint, tmp_path, content, match):
+    copy = tmp_path / "broken"
+    shutil.copytree(checkpoint, copy)
+    (copy / "preprocessor_config.json").write_text(content)
+    with pytest.raises(CheckpointError, match=match):
+        XR0Processor.from_pretrained(copy)

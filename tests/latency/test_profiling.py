@@ -158,3 +158,13 @@ def test_profile_command_writes_the_record_and_its_plot(tmp_path, capsys):
     assert rec["settings"]["num_steps"] == 2 and rec["total"]["n"] == 1
     assert (tmp_path / "profile_tiny_cpu_cli.png").read_bytes()[:4] == b"\x89PNG"
     assert f"wrote {tmp_path / 'profile_tiny_cpu_cli.json'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "fast"])
+def test_predict_refuses_a_bad_launch_overhead_as_a_usage_error(value, capsys):
+    from xr0lab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--launch-overhead-us", value])
+    assert exit_info.value.code == 2
+    assert "--launch-overhead-us" in capsys.readouterr().err

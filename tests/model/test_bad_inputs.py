@@ -144,6 +144,13 @@ def test_sample_in_async_mode_commits_the_whole_prefix_by_default(tiny_async_mod
                                 prefix=prefix, mode="release")
 
 
+@pytest.mark.parametrize("drop", ["pixel_values", "image_grid_thw"])
+def test_pixels_and_grid_come_together(tiny_model, example_inputs, drop):
+    inputs = dict(example_inputs, **{drop: None})
+    with pytest.raises(XR0InputError, match=r"was given without " + drop):
+        tiny_model.predict_actions(**inputs, seed=0)
+
+
 # ----------------------------------------------------------------------------- compute_loss
 
 
@@ -155,6 +162,24 @@ def test_compute_loss_refuses_a_dead_mask_and_a_float_prefix_length(tiny_async_m
                                       actions=actions)
     with pytest.raises(XR0InputError, match=r"prefix_length must be an int .* got 1\.5"):
         tiny_async_model.compute_loss(**example_inputs, actions=actions, prefix_length=1.5)
+
+
+
+@pytest.mark.parametrize("model,p,match", [
+    ("tiny_model", 2, r"prefix_length=2 needs mode 'xr0-async'"),
+    ("tiny_async_model", 31, r"prefix_length must be in \[0, 30\]"),
+    ("tiny_async_model", -1, r"prefix_length must be in \[0, 30\]"),
+])
+def test_compute_loss_checks_the_prefix_length_before_the_prefill(model, p, match, request,
+                                                                  example_inputs):
+    model = request.getfixturevalue(model)
+    calls, handle = vlm_calls(model)
+    try:
+        with pytest.raises(XR0InputError, match=match):
+            model.compute_loss(**example_inputs, actions=torch.zeros(2, 30, 32), prefix_length=p)
+    finally:
+        handle.remove()
+    assert calls == []
 
 
 # ----------------------------------------------------------------------------- configs

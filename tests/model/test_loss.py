@@ -79,7 +79,8 @@ class _DecayExpert:
     def __init__(self, config):
         self.config = config
 
-    def prepare(self, context, state, chunk_length, *, prefix_length, hidden_prefix):
+    def prepare(self, context, state, chunk_length, *, prefix_length, hidden_prefix, numerics):
+        assert numerics == "precise"  # training rotates with the precise tables, as the prefill
         return None
 
     def denoise_step(self, setup, context, x, t, action_mask):

@@ -91,6 +91,18 @@ def test_warns_once_per_run_and_counts_every_drop():
     assert "starved" in tl.kinds()
 
 
+@pytest.mark.parametrize("strategy", ["sync", "naive"])
+def test_zero_delay_and_a_policy_that_only_returns_nan_still_ticks(strategy):
+    """With d = 0 a dropped chunk is re-planned in the same tick once, then the tick holds: the
+    clock keeps moving (two policy calls per tick) instead of re-planning forever."""
+    policy = Poisoned(bad=range(1000))
+    tl, caught = run_virtual(ExecutorConfig(H, S, delay=0, prefix_length=0, strategy=strategy),
+                             policy, n=5)
+    assert executed(tl) == [0.0] * 5 and set(tl.kinds()) <= {"hold", "starved"}
+    assert len(policy.prefix_lengths) == 10 and len(tl.invalid_chunks) == 10
+    assert len(caught) == 1
+
+
 def test_a_bad_first_chunk_holds_until_a_good_one():
     tl, _ = run_virtual(ExecutorConfig(H, S, delay=2, prefix_length=2), Poisoned(bad=(0,)), n=6)
     assert executed(tl) == [0, 0, 0, 0, 102, 103]

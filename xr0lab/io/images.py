@@ -60,8 +60,8 @@ def make_image_processor(**overrides: Any):
 
 def check_image_size(image: Image.Image, name: str = "image", resize: str = "release") -> None:
     """Reject, naming the image, sizes that cannot become visual tokens: an empty image (0
-    tokens, so the prompt would carry a view with nothing in it), and under the "release" and
-    "xr0" resizes an aspect ratio above Qwen's limit (which Qwen reports without the image)."""
+    tokens, so the prompt would carry a view with nothing in it), and under every resize but
+    "none" an aspect ratio above Qwen's limit (which Qwen reports without the image)."""
     h, w = image.height, image.width
     if h < 1 or w < 1:
         raise ValueError(f"{name} is {h}x{w} (height x width): an empty image gives no visual "
@@ -170,6 +170,10 @@ def to_pil_image(image: Any, name: str = "image") -> Image.Image:
         if t.dtype == torch.uint8:
             array = t.permute(1, 2, 0).numpy()
         elif t.is_floating_point():
+            if t.numel() == 0:
+                raise ValueError(f"{name} is {t.shape[1]}x{t.shape[2]} (height x width): an "
+                                 "empty image gives no visual tokens; every view needs a real "
+                                 "camera frame")
             lo, hi = float(t.min()), float(t.max())
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0.0 or hi > 1.0:
                 raise ValueError(f"{name}: float image tensors must hold values in [0, 1]; got "

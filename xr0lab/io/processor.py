@@ -38,7 +38,7 @@ from PIL import Image
 
 from xr0lab.config import IMAGE_PAD_ID
 from xr0lab.io.action_stats import ACTION_DIM, STD_EPS, _as_float_tensor
-from xr0lab.io.errors import CheckpointNotFoundError
+from xr0lab.io.errors import CheckpointError, CheckpointNotFoundError
 from xr0lab.io.hub import PROCESSOR_FILES, hub_options, resolve_checkpoint_dir
 from xr0lab.io.images import (RELEASE_MAX_PIXELS, RELEASE_MIN_PIXELS, XR0_MAX_PIXELS,
                               XR0_RESIZE_FACTOR, ImageResize, PixelBudget, check_image_size,
@@ -138,14 +138,23 @@ class XR0Processor:
         if not config_path.is_file():
             raise CheckpointNotFoundError(f"{config_path} not found: a processor directory needs "
                                           "preprocessor_config.json and tokenizer files")
-        config = json.loads(config_path.read_text())
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{config_path} is not valid JSON: {err}") from None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{config_path} must hold a JSON object, got "
+                                  f"{type(config).__name__}")
         settings = {key: config.pop(key) for key in _OWN_KEYS if key in config}
         settings.update(overrides)
         action_config = settings.pop("action_config", None)
         for key in ("image_processor_type", "auto_map", "processor_class"):
             config.pop(key, None)
-        settings.setdefault("release_pixels", release_pixel_budget(config))
-        settings.setdefault("qwen3_vl_pixels", qwen3_vl_pixel_budget(config))
+        try:
+            settings.setdefault("release_pixels", release_pixel_budget(config))
+            settings.setdefault("qwen3_vl_pixels", qwen3_vl_pixel_budget(config))
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{config_path}: {err}") from None
         for key in ("min_pixels", "max_pixels", "_processor_class"):
             config.pop(key, None)
         lo, hi = settings["qwen3_vl_pixels"]

@@ -56,8 +56,10 @@ class StaticDiTLoop:
         self.noise = torch.zeros(B, T, A, device=dev)
         self.prefix = torch.zeros(B, max(prefix_length, 1), A, device=dev)
         with torch.no_grad():
+            # The loop integrates in fp32 (the precise path), so its rotary tables are the
+            # precise ones too, whatever the config's numerics say.
             self.setup = model.prepare(self.context, self.state, T, prefix_length=prefix_length,
-                                       mode=mode)
+                                       mode=mode, numerics="precise")
         self.cuda_graph = dev.type == "cuda" if cuda_graph is None else cuda_graph
         if self.cuda_graph and dev.type != "cuda":
             raise ValueError(f"cuda_graph=True needs the model on a CUDA device, it is on {dev}")
@@ -178,7 +180,8 @@ def compare_dit_loop(model: FlowActionExpert, context: VLMContext, state: torch.
 
     def eager() -> torch.Tensor:
         with torch.no_grad():
-            return model.sample(context, state.to(dev), action_mask.to(dev), noise=noise)
+            return model.sample(context, state.to(dev), action_mask.to(dev), noise=noise,
+                                numerics="precise")
 
     runs = {"eager": eager, "static": lambda: static(noise)}
     for fn in runs.values():  # warm-up, excluded

@@ -118,7 +118,12 @@ def check_prompt(config: XR0Config, input_ids, attention_mask, pixel_values,
                             "least one")
     n_pad = int((input_ids == IMAGE_PAD_ID).sum())
     v = config.vlm
-    if pixel_values is None or image_grid_thw is None:
+    if (pixel_values is None) != (image_grid_thw is None):
+        given, missing = (("pixel_values", "image_grid_thw") if image_grid_thw is None
+                          else ("image_grid_thw", "pixel_values"))
+        raise XR0InputError(f"{given} was given without {missing}: images need both (the "
+                            "processor returns them together), or neither for a text-only prompt")
+    if pixel_values is None:
         if n_pad:
             raise XR0InputError(f"input_ids hold {n_pad} <|image_pad|> tokens but pixel_values/"
                                 "image_grid_thw were not given")

@@ -90,7 +90,11 @@ def flow_loss(expert: FlowActionExpert, context: VLMContext, actions: torch.Tens
     x_t = interpolate(noise, actions, t)
     u = target_velocity(noise, actions)
     x_in = torch.cat([actions[:, :p], x_t[:, p:]], dim=1)  # clean prefix, noisy rest
-    setup = expert.prepare(context, state, T, prefix_length=p, hidden_prefix=hidden)
+    # Training uses the precise rotary tables, as the prefill does: release numerics describe
+    # the released inference loop only, and mixing the two would rotate prompt and DiT keys
+    # with different tables.
+    setup = expert.prepare(context, state, T, prefix_length=p, hidden_prefix=hidden,
+                           numerics="precise")
     v = expert.denoise_step(setup, context, x_in, t, action_mask)
 
     valid = action_mask[:, p:].to(v.dtype)

@@ -246,9 +246,17 @@ class XR0Model(FlowActionExpert):
         B = check_prompt(self.config, input_ids, attention_mask, pixel_values, image_grid_thw)
         T = check_action_inputs(self.config, B, state, action_mask)
         check_actions(self.config, B, T, actions)
-        if prefix_length is not None and not is_int(prefix_length):
-            raise XR0InputError(f"prefix_length must be an int (or None for the prefix schedule), "
-                                f"got {prefix_length!r} ({type(prefix_length).__name__})")
+        if prefix_length is not None:  # checked here too, so a bad value costs no prefill
+            if not is_int(prefix_length):
+                raise XR0InputError(f"prefix_length must be an int (or None for the prefix "
+                                    f"schedule), got {prefix_length!r} "
+                                    f"({type(prefix_length).__name__})")
+            if prefix_length and not self.config.mode.supports_prefix:
+                raise XR0InputError(f"prefix_length={prefix_length} needs mode 'xr0-async'; "
+                                    f"config mode is {self.config.mode.mode!r}")
+            if not 0 <= prefix_length <= T:
+                raise XR0InputError(f"prefix_length must be in [0, {T}] (the action horizon), "
+                                    f"got {prefix_length}")
         context = self._prefill(input_ids, attention_mask, pixel_values, image_grid_thw)
         dev = self.device
         return self.flow_loss(context, actions.to(dev).float(), action_mask.to(dev),

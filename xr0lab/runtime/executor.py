@@ -18,8 +18,8 @@ import torch
 
 from xr0lab.runtime.scheduler import ChunkScheduler, Timeline
 from xr0lab.runtime.config import ExecutorConfig
-from xr0lab.runtime.delays import latency_to_ticks, ConstantDelay, DelayModel
-from xr0lab.runtime.records import call_policy, Array, InferenceRequest, Reanchorer
+from xr0lab.runtime.delays import ConstantDelay, DelayModel, latency_to_ticks
+from xr0lab.runtime.records import Array, InferenceRequest, InvalidChunk, Reanchorer, call_policy
 
 Policy = Callable[..., Array]
 
@@ -51,10 +51,17 @@ class ChunkExecutor:
     def step(self, observe: Callable[[], Any]) -> Array:
         """Advance one tick and return the action to execute at it."""
         sched = self.scheduler
+        rejected = 0
         while True:
             if self._pending is not None and sched.tick >= self._pending[0]:
-                sched.deliver(self._pending[1])
+                if isinstance(sched.deliver(self._pending[1]), InvalidChunk):
+                    rejected += 1
                 self._pending = None
+                if rejected > 1:
+                    # A dropped chunk is re-planned at once, but only once per tick: with d = 0 a
+                    # policy that keeps returning NaN would otherwise never let the tick execute
+                    # (the fallback runs instead, and the next tick re-plans again).
+                    break
             elif sched.wants_inference():
                 request = sched.begin_inference(observe())
                 chunk = call_policy(self.policy, request)
