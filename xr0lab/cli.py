@@ -6,7 +6,8 @@
     profile        stage-level latency profile (see `xr0lab profile --help`)
     predict        the cost model's predicted breakdown of the released configuration
     hook-overhead  hook-point overhead, measured side by side
-    dynreach       the DynReach benchmark (see `xr0lab dynreach --help`)
+    dynreach       the DynReach benchmark, version 1 (see `xr0lab dynreach --help`)
+    study          DynReach version 2: pilot and confirmatory study (`xr0lab study --help`)
     layout         print (or --write into README.md) the package map
 
 Each command's arguments are declared here; the work is done by library functions, so every
@@ -363,9 +364,12 @@ DYNREACH_COMMANDS = """\
     python -m xr0lab dynreach merge full --out data/dynreach_results.json
     python -m xr0lab dynreach early --workers 2 --out data/dynreach_early.json  # needs full
     python -m xr0lab dynreach scenarios --workers 2   # S1-S3 mix (see sweep_preset)
+    python -m xr0lab dynreach full --executor ray --address HOST:6379   # on a Ray cluster
 
 A sweep lives in runs/dynreach/<preset> (or --run-dir); rerunning the same command resumes it,
-skipping finished stage-A checkpoints and cells. Threads per worker default to 1.
+skipping finished stage-A checkpoints and cells. Threads per worker default to 1. The cells
+run in local processes, or with --executor ray as Ray tasks (pip install 'xr0lab[ray]'): a local
+Ray running --workers cells at a time, or the cluster at --address; the cells are the same.
 
 The committed results (arms with 5 seeds, then arms with 3; `merge` reads whatever exists):
 
@@ -380,19 +384,24 @@ The committed results (arms with 5 seeds, then arms with 3; `merge` reads whatev
 def _dynreach(args: argparse.Namespace) -> int:
     import time
 
+    from xr0lab.dynreach.executors import RayNotInstalled
     from xr0lab.dynreach.sweep import MissingRunError, RunDirMismatch, run_command
 
     if args.preset is not None and args.mode != "merge":
         args.parser.error(f"PRESET ({args.preset!r}) is for merge only, e.g. "
                           f"`xr0lab dynreach merge {args.preset}`")
+    if args.address is not None and args.executor != "ray":
+        args.parser.error(f"--address ({args.address!r}) is the Ray cluster to join, so it "
+                          f"needs --executor ray")
     start = time.perf_counter()
     try:
         results, out = run_command(args.mode, args.preset, arms=args.arms, seeds=args.seeds,
                                    episodes=args.episodes, run_dir=args.run_dir,
                                    train_from=args.train_from, out=args.out,
                                    workers=args.workers, threads=args.threads,
-                                   progress=not args.no_progress)
-    except (MissingRunError, RunDirMismatch) as e:
+                                   progress=not args.no_progress, executor=args.executor,
+                                   address=args.address)
+    except (MissingRunError, RunDirMismatch, RayNotInstalled) as e:
         return _fail(f"dynreach {args.mode}", e)
     print(f"dynreach {args.mode}: {len(results['meta']['cells'])} cells, "
           f"{time.perf_counter() - start:.0f} s -> {out}")
@@ -426,13 +435,118 @@ def _add_dynreach_commands(sub) -> None:
     p.add_argument("--train-from", help="evaluate the checkpoints of this run directory "
                    "instead of training (same model and training settings)")
     p.add_argument("--out", type=Path, help="results JSON (default <run-dir>/results.json)")
+    _add_scale_out_arguments(p)
+    p.set_defaults(func=_dynreach, parser=p)
+
+
+def _add_scale_out_arguments(p) -> None:
+    """--workers, --threads, --executor, --address, --no-progress (dynreach and study)."""
+    from xr0lab.dynreach.executors import EXECUTORS
+
     p.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes (default 1)")
+                   help="worker processes, or Ray tasks at a time (default 1)")
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="torch threads per worker (default 1)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where the cells run: local processes (default) or Ray tasks "
+                        "(pip install 'xr0lab[ray]')")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --executor ray: the Ray cluster to join (e.g. HOST:6379 or "
+                        "auto; default: a local Ray running --workers cells at a time)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are shown only on a terminal anyway)")
-    p.set_defaults(func=_dynreach, parser=p)
+
+
+# --- study (DynReach v2) ----------------------------------------------------------------------
+
+STUDY_COMMANDS = """\
+`python -m xr0lab study {v2ci,v2quick,pilot,confirm}`: run or resume DynReach v2 (docs/dynreach.md
+§7-9). Each (arm, seed) cell is written as it finishes under runs/dynreach_v2/<preset> (or
+--run-dir); rerunning the command resumes, never recomputing or replacing a finished cell.
+
+    python -m xr0lab study v2ci                       # seconds: the code path
+    python -m xr0lab study v2quick                    # one seed, an illustration (no p-values)
+    python -m xr0lab study pilot --workers 2 --out data/dynreach_v2/pilot.json
+    python -m xr0lab study confirm --workers 2 --out data/dynreach_v2/results.json
+    python -m xr0lab study confirm --executor ray --address HOST:6379   # on a Ray cluster
+    python -m xr0lab study confirm --max-cells 4      # a sitting: four more cells, then stop
+"""
+
+
+def _study(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from xr0lab.dynreach.executors import RayNotInstalled
+    from xr0lab.dynreach.stats import format_p
+    from xr0lab.dynreach.study import pilot_record, pilot_verdict, run_study, study_preset
+    from xr0lab.dynreach.sweep import RunDirMismatch
+    from xr0lab.dynreach.train import write_json
+
+    if args.address is not None and args.executor != "ray":
+        args.parser.error(f"--address ({args.address!r}) is the Ray cluster to join, so it "
+                          f"needs --executor ray")
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        return _fail(f"study {args.preset}", FileExistsError(
+            f"{args.out} exists and is left as it is; pass --overwrite to replace it, or "
+            "choose another --out"))
+    config = study_preset(args.preset)
+    changes = {k: tuple(v) for k, v in (("arms", args.arms), ("seeds", args.seeds)) if v}
+    config = dataclasses.replace(config, **changes) if changes else config
+    start = time.perf_counter()
+    try:
+        results = run_study(config, run_dir=args.run_dir, workers=args.workers,
+                            threads=args.threads, progress=not args.no_progress,
+                            executor=args.executor, address=args.address,
+                            max_cells=args.max_cells)
+    except (RunDirMismatch, RayNotInstalled, ValueError) as e:
+        return _fail(f"study {args.preset}", e)
+    record = pilot_record(results) if args.preset == "pilot" else results
+    if args.out is not None:
+        write_json(record, args.out)
+    n = len(results["meta"]["cells"])
+    print(f"study {args.preset}: {n} cells, {time.perf_counter() - start:.0f} s"
+          + (f" -> {args.out}" if args.out else ""))
+    if results["meta"]["one_seed"]:
+        print("  one training seed: an illustration, not a test (no p-values)")
+        return 0
+    rows = results["contrasts"]
+    rows = rows["primary"] if isinstance(rows, dict) else rows[:2]
+    for row in rows:
+        if not row.get("n_seeds"):
+            print(f"  {row['name']}: no seed has both arms yet")
+            continue
+        ci = "" if row["low"] is None else f" [{row['low']:+.3f}, {row['high']:+.3f}]"
+        print(f"  {row['name']} at {row['condition']}: {row['mean']:+.3f}{ci} over "
+              f"{row['n_seeds']} seeds, sign-flip {format_p(row['p_sign_flip'], row['p_floor'])}")
+    if args.preset == "pilot":
+        v = pilot_verdict(results)
+        print(f"  pilot: A3 copies: {'yes' if v['a3_copies'] else 'no'} ({v['rule']}); "
+              f"seeds planned for the confirmatory study: {v['seeds_planned']}")
+    return 0
+
+
+def _add_study_commands(sub) -> None:
+    from pathlib import Path
+
+    from xr0lab.dynreach.arms import ARMS_V2
+    from xr0lab.dynreach.study import STUDY_PRESETS
+
+    p = sub.add_parser("study", help="run or resume DynReach v2 (pilot, confirmatory study)",
+                       description=STUDY_COMMANDS,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("preset", choices=STUDY_PRESETS)
+    p.add_argument("--arms", nargs="+", choices=list(ARMS_V2), metavar="ARM",
+                   help=f"override the preset's arms (one of {', '.join(ARMS_V2)})")
+    p.add_argument("--seeds", nargs="+", type=_nonnegative_int,
+                   help="override the training seeds")
+    p.add_argument("--run-dir", type=Path, help="default runs/dynreach_v2/<preset>")
+    p.add_argument("--out", type=Path, help="also write the results JSON here (the pilot's "
+                   "with its verdict); an existing file needs --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--max-cells", type=_positive_int, help="stop after this many new cells")
+    _add_scale_out_arguments(p)
+    p.set_defaults(func=_study, parser=p)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_notebook_commands(sub)
     _add_latency_commands(sub)
     _add_dynreach_commands(sub)
+    _add_study_commands(sub)
     _add_repository_commands(sub)
     return parser
 

@@ -32,16 +32,16 @@ def test_help_lists_the_commands_behind_the_committed_results(capsys):
     assert ("python -m xr0lab dynreach merge full --arms A3 A5 A6 A1 A0 A2 A4 A7 A5w1 A5w2 A5w8 \\"
             in text)
     for option in ("--arms", "--seeds", "--episodes", "--run-dir", "--train-from", "--out",
-                   "--workers", "--threads", "--no-progress"):
+                   "--workers", "--threads", "--executor", "--address", "--no-progress"):
         assert option in text
 
 
 def test_run_options_become_the_sweep_config(monkeypatch, tmp_path, capsys):
     seen = {}
 
-    def fake_run_sweep(config, *, run_dir, workers, threads, progress, out):
+    def fake_run_sweep(config, *, run_dir, workers, threads, progress, out, executor, address):
         seen.update(config=config, run_dir=run_dir, workers=workers, threads=threads,
-                    progress=progress, out=out)
+                    progress=progress, out=out, executor=executor, address=address)
         return _fake_results(config, run_dir)
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
@@ -53,11 +53,16 @@ def test_run_options_become_the_sweep_config(monkeypatch, tmp_path, capsys):
     assert config.eval.n_episodes == 5 and config.train_from == "runs/dynreach/full"
     assert seen["run_dir"] == tmp_path and seen["workers"] == 1 and seen["threads"] == 1
     assert seen["progress"] is False and seen["out"] is None
+    assert seen["executor"] == "local" and seen["address"] is None
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("dynreach ci: 4 cells, ")
     assert lines[0].endswith(f"-> {tmp_path / 'results.json'}")
     assert lines[1] == ("  primary ert A3 - A5 at S1|d=4 cup: +1.50 [+0.50, +2.50], "
                         "p_holm = 0.01")
+    assert main(["dynreach", "ci", "--run-dir", str(tmp_path), "--executor", "ray",
+                 "--address", "head:6379", "--workers", "3"]) == 0
+    assert seen["executor"] == "ray" and seen["address"] == "head:6379"
+    assert seen["workers"] == 3
 
 
 def test_merge_reads_the_named_presets_run(monkeypatch, tmp_path):
@@ -88,6 +93,10 @@ def test_merge_reads_the_named_presets_run(monkeypatch, tmp_path):
     (["dynreach", "merge", "nope"], "argument PRESET: invalid choice: 'nope'"),
     (["dynreach", "ci", "full"], "PRESET ('full') is for merge only, e.g. `xr0lab dynreach merge "
                                  "full`"),
+    (["dynreach", "ci", "--executor", "dask"], "argument --executor: invalid choice: 'dask' "
+                                               "(choose from 'local', 'ray')"),
+    (["dynreach", "ci", "--address", "head:6379"], "--address ('head:6379') is the Ray cluster "
+                                                   "to join, so it needs --executor ray"),
     (["notebook", "nope"], "argument NAME: invalid choice: 'nope' (choose from 'walkthrough', "
                            "'masks', 'flow', 'async', 'lambda', 'prefix', 'latency')"),
     (["notebook", "masks", "--cell-timeout", "0"], "argument --cell-timeout: expected an "

@@ -40,11 +40,23 @@ def test_findings_scenarios_reads_every_number_from_the_results():
                         "A3 80.0% [75.0, 85.0] / 2.50 [2.00, 3.00]; "
                         "A5 70.0% [65.0, 75.0] / 1.25 [1.00, 1.50].")
     assert lines[1] == ("  ERT(A3) - ERT(A5) in S1E: +1.25 ticks [+0.50, +2.00], p = 0.003, "
-                        "Holm p = 0.012 (significant after Holm).")
+                        "Holm p = 0.012, significant by v1's seed+episode bootstrap, too narrow "
+                        "with 3-5 seeds.")
     assert "spill" not in text                 # only the ERT contrasts are quoted
     assert lines[2] == ("S3 conflict test (stale straight-line prefix, wall in the image): A3 "
                         "C(k >= 8) = 0.25, late actions 0.0123 from the detour vs 0.0456 from "
                         "the stale straight plan.")
+
+
+def test_one_seed_findings_print_no_p_values():
+    one = dict(RESULTS, meta={"cells": ["A3_seed0", "A5_seed0"]})
+    text = findings.findings_scenarios(one)
+    assert "p =" not in text and "significant" not in text
+    assert "+1.25 ticks [+0.50, +2.00]." in text
+    prim = dict(one, primary=[{"a": "A3", "b": "A5", "mean": 1.0, "low": 0.5, "high": 1.5,
+                               "p_holm": 0.01, "n_seeds": 1, "n_episodes": 128}])
+    text = findings.primary_text(prim)
+    assert text.splitlines()[0] == findings.ILLUSTRATION and "p =" not in text
 
 
 def test_scenarios_and_delay_rows():

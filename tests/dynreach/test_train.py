@@ -6,10 +6,12 @@ minute on one thread.
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from xr0lab.dynreach.arms import ARMS, get_arm
 from xr0lab.dynreach.cells import cell_path, load_cells
@@ -19,7 +21,9 @@ from xr0lab.dynreach.merge import _crn_check
 from xr0lab.dynreach.policies import Tier0Config
 from xr0lab.dynreach.probe import linear_probe
 from xr0lab.dynreach.sweep import SweepConfig, run_sweep
-from xr0lab.dynreach.train import TrainSettings, load_policy, train_stage_a, train_stage_b
+from xr0lab.dynreach.train import (LegacyCheckpointError, TrainSettings, load_policy,
+                                   load_stage_a, read_checkpoint, stage_b_path, train_stage_a,
+                                   train_stage_b, write_checkpoint)
 from xr0lab.workspace.threads import set_threads
 
 SMALL = Tier0Config(encoder_width=32, dit_layers=2, dit_width=32, head_dim=16, kv_heads=2,
@@ -54,7 +58,7 @@ def test_arms_differ_only_in_named_knobs():
     # A0-A2 share one stage-B checkpoint: they differ only at run time.
     assert len({ARMS[a].training_key for a in ("A0", "A1", "A2")}) == 1
     assert ARMS["A3"].training_key != ARMS["A3paper"].training_key
-    with pytest.raises(KeyError, match="unknown arm"):
+    with pytest.raises(KeyError, match="unknown v1 arm"):
         get_arm("A9")
 
 
@@ -85,7 +89,7 @@ def test_end_to_end_every_arm(tmp_path):
 def test_stage_b_freezes_encoder(tmp_path):
     train_stage_a(tmp_path, 0, SMALL, TRAIN, progress=False)
     train_stage_b(tmp_path, 0, ARMS["A3"], SMALL, TRAIN, progress=False)
-    stage_a = torch.load(tmp_path / "seed0" / "stage_a.pt", weights_only=False)["model"]
+    stage_a = read_checkpoint(tmp_path / "seed0" / "stage_a.json")["model"]
     model, _ = load_policy(tmp_path, 0, ARMS["A3"], SMALL)
     enc = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
     assert all(torch.equal(v, stage_a[k]) for k, v in enc.items())
@@ -121,13 +125,86 @@ def test_stage_a_resume_matches_uninterrupted(tmp_path):
 
     with pytest.raises(_Killed):
         train_stage_a(tmp_path / "killed", 0, SMALL, TRAIN, progress=False, data=Dying())
-    assert (tmp_path / "killed" / "seed0" / "stage_a.partial.pt").exists()
+    killed = tmp_path / "killed" / "seed0"
+    assert sorted(p.name for p in killed.iterdir()) == ["stage_a.partial.json",
+                                                       "stage_a.partial.safetensors"]
+    # The partial checkpoint holds the AdamW state as named tensors, its hyperparameters in JSON.
+    partial = read_checkpoint(killed / "stage_a.partial.json")
+    assert partial["step"] == 2 and len(partial["losses"]) == 2
+    assert set(partial["opt"]["state"][3]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert partial["opt"]["param_groups"][0]["betas"] == (0.9, 0.95)
+    with safe_open(str(killed / "stage_a.partial.safetensors"), "pt") as f:
+        names = set(f.keys())
+    n_params = len(partial["opt"]["state"])
+    assert names == ({f"model.{k}" for k in partial["model"]}
+                     | {f"opt.state.{i}.{t}" for i in range(n_params)
+                        for t in ("step", "exp_avg", "exp_avg_sq")})
+    assert n_params == len(partial["model"]) > 3   # stage A trains every parameter
     train_stage_a(tmp_path / "killed", 0, SMALL, TRAIN, progress=False, data=data)
-    a = torch.load(tmp_path / "straight" / "seed0" / "stage_a.pt", weights_only=False)
-    b = torch.load(tmp_path / "killed" / "seed0" / "stage_a.pt", weights_only=False)
-    assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
+    assert sorted(p.name for p in killed.iterdir()) == ["stage_a.json", "stage_a.safetensors"]
+    a = read_checkpoint(tmp_path / "straight" / "seed0" / "stage_a.json")
+    b = read_checkpoint(killed / "stage_a.json")
+    assert a["losses"] == b["losses"]      # bit-identical: the same batches, noise and state
+    assert list(a["model"]) == list(b["model"])
     for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_checkpoints_are_safetensors_and_json_read_strictly(tmp_path):
+    train_stage_a(tmp_path, 0, SMALL, TRAIN, progress=False)
+    arm = ARMS["A3"]
+    train_stage_b(tmp_path, 0, arm, SMALL, TRAIN, progress=False)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    key = arm.training_key
+    assert files == ["seed0", "seed0/stage_a.json", "seed0/stage_a.safetensors",
+                     f"seed0/stage_b_{key}.json", f"seed0/stage_b_{key}.safetensors"]
+    assert stage_b_path(tmp_path, 0, arm) == tmp_path / "seed0" / f"stage_b_{key}.json"
+    model, ck = load_policy(tmp_path, 0, arm, SMALL)
+    assert set(ck) == {"model", "config", "arm", "losses", "wall_s", "seed"}
+    assert ck["config"] == dataclasses.asdict(SMALL) and ck["arm"] == dataclasses.asdict(arm)
+    assert ck["seed"] == 0 and len(ck["losses"]) == TRAIN.stage_b_steps and ck["wall_s"] > 0
+    _, ck_a = load_stage_a(tmp_path, 0, SMALL)
+    assert {"model", "config", "settings", "losses", "wall_s", "probe", "seed"} <= set(ck_a)
+    assert ck_a["settings"] == dataclasses.asdict(TRAIN)       # tuples come back as tuples
+    assert isinstance(ck_a["probe"]["r2"], float) and len(ck_a["losses"]) == TRAIN.stage_a_steps
+    # Strict: a checkpoint missing a weight is refused, not half-loaded.
+    path = tmp_path / "seed0" / "stage_a.json"
+    ck_a["model"].pop(next(iter(ck_a["model"])))
+    write_checkpoint(path, ck_a, replace=True)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        load_stage_a(tmp_path, 0, SMALL)
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        write_checkpoint(path, ck_a)
+
+
+class _Marker:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_legacy_torch_checkpoint_is_refused_not_opened(tmp_path):
+    import pickle
+
+    marker = tmp_path / "marker"
+    run = tmp_path / "run"
+    (run / "seed0").mkdir(parents=True)
+    legacy = run / "seed0" / "stage_a.pt"
+    legacy.write_bytes(pickle.dumps({"model": _Marker(marker)}))
+    message = (f"{legacy} is a checkpoint of an earlier DynReach version (torch.save, a pickle); "
+               "run directories are never unpickled. Delete it and the run trains it again")
+    with pytest.raises(LegacyCheckpointError, match=re.escape(message)):
+        load_stage_a(run, 0, SMALL)
+    with pytest.raises(LegacyCheckpointError, match=re.escape(message)):
+        train_stage_a(run, 0, SMALL, TRAIN, progress=False)
+    (run / "seed0" / f"stage_b_{ARMS['A3'].training_key}.pt").write_bytes(legacy.read_bytes())
+    with pytest.raises(LegacyCheckpointError, match="stage_b_.*never unpickled"):
+        stage_b_path(run, 0, ARMS["A3"])
+    assert not marker.exists()
+    assert sorted(p.name for p in (run / "seed0").iterdir()) == [
+        "stage_a.pt", f"stage_b_{ARMS['A3'].training_key}.pt"]    # nothing was trained
 
 
 def _sweep(tmp_path, arms=("A1", "A3")):

@@ -28,8 +28,14 @@ def test_episode_independent_of_batch(scenario):
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_episode_layout_constraints(scenario):
     ep = sample_episodes(scenario, range(300))
-    lo, hi = {"S3": (6, 10), "S1E": (6, 12)}.get(scenario, (25, 60))
+    lo, hi = {"S3": (6, 10), "S1E": (6, 12), "S1M": (6, 60)}.get(scenario, (25, 60))
     assert ep.t_perturb.min() >= lo and ep.t_perturb.max() <= hi
+    if scenario == "S1M":
+        # Two jumps: the goal changes exactly at t_perturb and at t_second, nowhere else.
+        changed = np.any(ep.goal_traj[:, 1:] != ep.goal_traj[:, :-1], axis=-1)
+        assert (changed.sum(1) == 2).all()
+        np.testing.assert_array_equal(changed.argmax(1) + 1, ep.t_perturb)
+        assert (np.linalg.norm(ep.new_goal - ep.old_goal, axis=-1) > 0).all()
     if scenario == "S1E":
         assert (np.linalg.norm(ep.old_goal - ep.start, axis=-1) >= 0.45).all()
     if scenario in ("S1", "S2", "S1E"):

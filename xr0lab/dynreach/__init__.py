@@ -6,29 +6,39 @@ Read `world.py` first (the environment an arm acts in and its conventions), then
 The world (numpy only; importing this package imports nothing heavier):
     seeds         per-episode generators from (seed, scenario, stream); the scenario names
     physics       command limit, cup spill, the S3 wall and its detour points
-    scenarios     `Episodes` (an episode's whole script) and the S1-S4, S1E samplers
+    scenarios     `Episodes` (an episode's whole script) and the S1-S4, S1E and S1M (v2's
+                  primary: jump while moving, then a second jump) samplers
     instructions  the fixed vocabulary and each scenario's instruction
     render        RGB frames of episodes at their ticks
     world         `WorldConfig` and the batched `DynReach` environment
     expert        the scripted pursuit expert (labels, latency floor, kappa)
-    data          seed splits, expert datasets, conflict cases
-    metrics       reaction time, ERT, spill, throughput, conflict and copy scores
-    stats         hierarchical bootstrap, paired differences, Holm
+    data          seed splits, expert datasets ("executed" or "replan" labels), conflict cases
+    metrics       reaction time, ERT (v1: analytic floor; v2: fresh, sustained, over the oracle),
+                  spill, throughput, conflict and copy scores
+    stats         hierarchical bootstrap, paired differences, seed-level tests, Holm
+    oracle        arm O, the privileged expert as a chunking policy (v2's floor), and a scripted
+                  copy-the-prefix test policy
 
 The arms and their policies (import them directly; they import torch):
-    arms          the arms as data, and the comparisons the statistics make (torch-free)
+    arms          the arms of v1 and v2 as data, and v1's comparisons (torch-free)
     policies      the tier-0 conv encoder + `FlowActionExpert` policy, normalisation
     guidance      inference-time guidance toward the committed remainder (arm A2)
     probe         a linear probe of the goal in the context tokens
     tier1         the real tiny XR-0 preset as a DynReach policy (integration path)
     train         stage A / stage B training, resumable; `set_threads`
     evaluate      every condition through the runtime's virtual clock, conflict test, C(k),
-                  attention mass, cost
+                  attention mass, cost (v1: H = 16, s = 8)
+    evaluate_v2   v2's conditions on XR-0's timeline (H = 30, s = 20, p = d) beside the oracle,
+                  the band table, copy scores on executed indices
 
 Running, merging and reading a sweep:
-    sweep         presets, cells in worker processes, `run_command` (`python -m xr0lab dynreach`)
-    cells         one pickled cell per (arm, seed) on disk
-    merge         cells -> one results dict: estimates, primary and secondary families
+    sweep         v1's presets and cells, `run_command` (`python -m xr0lab dynreach`)
+    study         v2 as a study: presets (v2ci, v2quick, pilot, confirm), the stage-A gate,
+                  seed-level analysis, the pilot's verdict
+    executors     where units of work run: local worker processes or Ray
+    store         the run directory's one file format: JSON + safetensors, never a pickle
+    cells         one cell per (arm, seed) on disk, in `store`'s format
+    merge         v1's cells -> one results dict: estimates, primary and secondary families
     results       `load_results` and the accessors figures and findings share
     figures       the notebooks' figures (return closed figures; callers save)
     findings      the notebooks' findings text, every number read from results

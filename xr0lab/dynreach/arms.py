@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from xr0lab.config import ActionAttention, ModeConfig, PrefixSchedule
 
 if TYPE_CHECKING:
+    from xr0lab.dynreach.data import LabelMode
     from xr0lab.runtime.config import ExecutionStrategy
 
 
@@ -38,6 +39,11 @@ class Arm:
     prefix_hiding: bool = False
     reweight: bool = False
     prefix_schedule: PrefixSchedule = "released"
+    # Chunk labels of stage B: None = the sweep's `TrainSettings.labels`; "replan" marks v2's
+    # control arm trained on version 1's labels.
+    labels: LabelMode | None = None
+    # Not trained: the privileged expert planning from the capture-time state (arm O, v2).
+    oracle: bool = False
 
     def mode(self) -> ModeConfig:
         """The DiT mode: xr0-async (prefix-capable) for prefix arms, release otherwise."""
@@ -61,15 +67,19 @@ class Arm:
             parts.append("hide")
         if self.reweight:
             parts.append("rw")
+        if self.labels == "replan":
+            parts.append("replan")
         return "_".join(parts)
 
-    def prefix_length(self, delay: int, execution_horizon: int = 8, chunk: int = 16) -> int:
-        """Evaluation prefix p for a nominal delay d: p = max(d, 1) for prefix arms (p >= d is
-        the seamless condition; p >= 1 keeps d = 0 conditioned on the committed action), else 0.
+    def prefix_length(self, delay: int, execution_horizon: int = 8, chunk: int = 16,
+                      min_prefix: int = 1) -> int:
+        """Evaluation prefix p for a nominal delay d: p = max(d, min_prefix) for prefix arms
+        (p >= d is the seamless condition; version 1 used min_prefix = 1 to keep d = 0
+        conditioned on the committed action, version 2 runs p = d), else 0.
         """
         if self.runtime != "prefix":
             return 0
-        p = max(delay, 1)
+        p = max(delay, min_prefix)
         if p > chunk - execution_horizon:
             raise ValueError(f"arm {self.id}: p={p} exceeds H - s = {chunk - execution_horizon}")
         return p
@@ -101,10 +111,44 @@ ARMS["A5"] = dataclasses.replace(ARMS["A5w4"], id="A5")
 ARMS["A6"] = dataclasses.replace(ARMS["A6w4"], id="A6")
 
 
-def get_arm(arm_id: str) -> Arm:
-    if arm_id not in ARMS:
-        raise KeyError(f"unknown arm {arm_id!r}; known: {', '.join(ARMS)}")
-    return ARMS[arm_id]
+def _arms_v2() -> dict[str, Arm]:
+    """Version 2's arms (docs/dynreach.md §5): every prefix arm marks its clean tokens with the
+    +10 RoPE gap, so A3-A6 differ only in the mask; A3replan is A3 trained on version 1's
+    re-plan labels (the label control); O is the oracle."""
+    out = {k: ARMS[k] for k in ("A0", "A1", "A2", "A7")}
+    for k in ("A3", "A4", "A5", "A6", *(f"A5w{w}" for w in (1, 2, 4, 8)),
+              *(f"A6w{w}" for w in (1, 2, 4, 8))):
+        out[k] = dataclasses.replace(ARMS[k], rope_offset=10)
+    out["A3replan"] = dataclasses.replace(out["A3"], id="A3replan", labels="replan",
+                                          label="TT-RTC (full mask), re-plan labels")
+    out["O"] = Arm("O", "oracle (privileged expert)", "prefix", False, oracle=True)
+    return out
+
+
+ARMS_V2: dict[str, Arm] = _arms_v2()
+BENCHMARKS = ("v1", "v2")
+
+
+def get_arm(arm_id: str, benchmark: str = "v1") -> Arm:
+    """The arm `arm_id` of benchmark version `benchmark` ("v1": the committed study's arms)."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
+    arms = ARMS if benchmark == "v1" else ARMS_V2
+    if arm_id not in arms:
+        raise KeyError(f"unknown {benchmark} arm {arm_id!r}; known: {', '.join(arms)}")
+    return arms[arm_id]
+
+
+def beyond_band(delay: int, window: int, execution_horizon: int, prefix: int | None = None) -> int:
+    """How many executed indices (d .. s - 1) lie at or beyond the band edge p + w, where a
+    noisy token cannot see the prefix directly (docs/dynreach.md §3; p = d by default). A
+    configuration where this is 0 cannot test the mask.
+
+    >>> beyond_band(3, 4, 20), beyond_band(4, 4, 8)
+    (13, 0)
+    """
+    p = delay if prefix is None else prefix
+    return max(0, execution_horizon - max(delay, p + window))
 
 
 # The comparisons of the statistics (docs/dynreach.md §7), declared up front: the primary

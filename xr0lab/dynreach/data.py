@@ -7,12 +7,18 @@ executed command before it (hidden from the policy: the observation has no veloc
 visible at that tick, and the chunk label. Images are rendered in the loader from these, so a
 dataset of 240k states is ~40 MB, not ~3 GB of pixels.
 
-Chunk labels: chunk[k] is the clean expert's open-loop plan k ticks ahead from the stored state,
-with the scene frozen as currently visible (`expert_continuation`). A label therefore never
-depends on a perturbation the observation cannot show yet, and rows past the episode end are
-the expert's own continuation rather than padding. `valid[k]` = (tick + k < T) marks the rows
-inside the episode for losses that prefer to ignore the continuation; they are finite either
-way.
+Chunk labels (docs/dynreach.md §2), two modes:
+- "executed" (v2's default): chunk[k] is the clean expert command the logged closed-loop
+  episode holds at tick + k, as logged robot data are. After an event inside the chunk window
+  the label bends toward it although the image at `tick` cannot show it yet, and the first p
+  rows (the training prefix) are the easiest predictor of the rest: the shortcut the Λ mask
+  targets.
+- "replan" (version 1, a control): chunk[k] is the clean expert's open-loop plan k ticks ahead
+  from the stored state with the scene frozen as currently visible (`expert_continuation`), so a
+  label never depends on a perturbation the observation cannot show yet.
+Rows past the episode end are the expert's own continuation from the last state (never
+padding); `valid[k]` = (tick + k < T) marks the rows inside the episode for losses that prefer
+to ignore them. They are finite either way.
 
 Seed splits are disjoint integer ranges, so "test episode 17" means the same episode for every
 arm, scenario file and machine.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -34,6 +40,8 @@ from xr0lab.dynreach.scenarios import Episodes, check_scenario
 from xr0lab.dynreach.world import WorldConfig
 
 Split = Literal["train", "validation", "test"]
+LabelMode = Literal["executed", "replan"]
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
 SPLIT_BASE: dict[str, int] = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 SPLIT_SIZE = 1_000_000
 CHUNK = 16
@@ -108,15 +116,19 @@ class ExpertDataset:
 
 
 def generate(scenario: str, seeds, *, horizon: int = CHUNK,
-             expert: ExpertConfig = ExpertConfig(), noise: bool = True) -> ExpertDataset:
+             expert: ExpertConfig = ExpertConfig(), noise: bool = True,
+             labels: LabelMode = "executed") -> ExpertDataset:
     """Expert dataset of `scenario` on episodes `seeds` (deterministic, vectorised).
 
     Every tick 0..T-1 of every episode is one sample. With `noise`, the episodes the expert
     draws as noisy (~`expert.noise_fraction`) execute expert + noise; labels are always clean.
+    `labels` picks the chunk labels (module docstring): "executed" or "replan".
     """
     check_scenario(scenario)
     if horizon < 1:
         raise ValueError(f"generate: horizon must be >= 1, got {horizon}")
+    if labels not in LABEL_MODES:
+        raise ValueError(f"generate: labels must be one of {LABEL_MODES}, got {labels!r}")
     world = WorldConfig(scenario=scenario)
     r = rollout_expert(world, seeds, expert, noise=noise)
     ep = r.episodes
@@ -129,12 +141,29 @@ def generate(scenario: str, seeds, *, horizon: int = CHUNK,
     wall = None
     if ep.wall_centre is not None:
         wall = Wall(ep.wall_centre[episode], ep.wall_axis[episode], tick >= ep.t_perturb[episode])
-    chunk, _ = expert_continuation(position, prev, goal, horizon, expert, wall,
-                                   r.draws.side[episode])
+    if labels == "replan":
+        chunk, _ = expert_continuation(position, prev, goal, horizon, expert, wall,
+                                       r.draws.side[episode])
+    else:
+        chunk = executed_chunks(r, horizon, expert)[episode, tick]
     valid = tick[:, None] + np.arange(horizon)[None, :] < t
     return ExpertDataset(scenario, ep, episode, tick, position.astype(np.float32),
                          prev.astype(np.float32), goal.astype(np.float32),
                          chunk.astype(np.float32), valid, r.draws.noisy[episode])
+
+
+def executed_chunks(r, horizon: int, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
+    """(N, T, H, 2) "executed" chunk labels of expert rollouts `r`: row [n, t, k] is the clean
+    command of episode n at tick t + k, continued past the end by the expert's plan from the
+    final state (goal and wall as they stand at T)."""
+    ep = r.episodes
+    n, t = ep.n, r.labels.shape[1]
+    wall = None if ep.wall_centre is None else ep.wall(np.full(n, t))
+    tail, _ = expert_continuation(r.positions[:, -1], r.actions[:, -1], ep.goal_at(np.full(n, t)),
+                                  horizon, expert, wall, r.draws.side)
+    seq = np.concatenate([r.labels, tail], axis=1)                       # (N, T + H, 2)
+    idx = np.arange(t)[:, None] + np.arange(horizon)[None, :]            # (T, H)
+    return seq[:, idx]
 
 
 class ScenarioMix:

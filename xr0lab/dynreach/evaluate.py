@@ -109,7 +109,7 @@ class ArmPolicy:
                  prefix_weights: Any = None) -> np.ndarray:
         c = self.calls
         self.calls += 1
-        noise = cycle_noise(self.seeds, c)
+        noise = cycle_noise(self.seeds, c, self.model.cfg.chunk_length)
         self.noise_keys.append((int(self.seeds[0]), c))
         self.noise_digests.append(noise_digest(noise))
         start = time.perf_counter()

@@ -21,6 +21,31 @@ def _fmt(e, digits: int = 2, pct: bool = False) -> str:
     return f"{e['mean'] * s:.{digits}f}{u} [{e['low'] * s:.{digits}f}, {e['high'] * s:.{digits}f}]"
 
 
+def _seeds(results: dict) -> list[int]:
+    return sorted({int(c.rsplit("seed", 1)[1]) for c in results["meta"]["cells"]})
+
+
+def one_seed(results: dict) -> bool:
+    """A one-seed run (quick mode) is an illustration: its text prints no p-values."""
+    return "meta" in results and len(_seeds(results)) <= 1
+
+
+ILLUSTRATION = ("One training seed: an illustration, not a test. No p-values are printed "
+                "(the replication unit is the training seed).")
+# Version 1's p-values come from a percentile bootstrap over 3-5 seeds, whose intervals are far
+# too narrow (docs/dynreach.md §0); version 1 is the negative control, not a finding.
+V1_CAVEAT = "v1's seed+episode bootstrap, too narrow with 3-5 seeds"
+
+
+def _verdict(results: dict, r: dict, *keys: str) -> str:
+    """', Holm p = 0.012, significant (v1 ...)' or '' for one-seed results."""
+    if one_seed(results):
+        return ""
+    parts = [f"{'Holm p' if k == 'p_holm' else 'p'} = {r[k]:.3g}" for k in keys]
+    verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
+    return ", " + ", ".join(parts) + f", {verdict} by {V1_CAVEAT}"
+
+
 def source_line(results: dict, full: bool, file: str = "data/dynreach_results.json") -> str:
     m = results["meta"]
     seeds = sorted({int(c.rsplit("seed", 1)[1]) for c in m["cells"]})
@@ -33,11 +58,12 @@ def source_line(results: dict, full: bool, file: str = "data/dynreach_results.js
 
 def primary_text(results: dict) -> str:
     lines = []
+    if one_seed(results):
+        lines.append(ILLUSTRATION)
     for r in results.get("primary", []):
-        verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
         lines.append(f"ERT({r['a']}) - ERT({r['b']}) at d = 4, S1 cup: {r['mean']:+.2f} ticks "
-                     f"(95% CI [{r['low']:+.2f}, {r['high']:+.2f}], Holm p = {r['p_holm']:.3g},"
-                     f" {verdict}; {r['n_seeds']} seeds x {r['n_episodes'] // max(r['n_seeds'], 1)}"
+                     f"(95% CI [{r['low']:+.2f}, {r['high']:+.2f}]{_verdict(results, r, 'p_holm')}"
+                     f"; {r['n_seeds']} seeds x {r['n_episodes'] // max(r['n_seeds'], 1)}"
                      f" episodes).")
     named = "/".join(dict.fromkeys(a for pair in PRIMARY_PAIRS for a in pair))
     return "\n".join(lines) if lines else f"Primary endpoint: arms {named} not all present."
@@ -115,10 +141,9 @@ def findings_scenarios(results: dict, delay: int = 4) -> str:
         for r in results.get("secondary", []) + results.get("primary", []):
             if r["condition"].split(" ")[0] == cond and r["metric"] == "ert" and \
                     (r["a"], r["b"]) in PRIMARY_PAIRS:
-                verdict = "significant" if r["p_holm"] < 0.05 else "not significant"
                 out.append(f"  ERT({r['a']}) - ERT({r['b']}) in {sc}: {r['mean']:+.2f} ticks "
-                           f"[{r['low']:+.2f}, {r['high']:+.2f}], p = {r['p_value']:.3g}, "
-                           f"Holm p = {r['p_holm']:.3g} ({verdict} after Holm).")
+                           f"[{r['low']:+.2f}, {r['high']:+.2f}]"
+                           f"{_verdict(results, r, 'p_value', 'p_holm')}.")
     wall = results.get("conflict_wall", {})
     parts = []
     for a in present(results, ("A3", "A4", "A5", "A6", "A7")):
@@ -137,7 +162,7 @@ def findings_scenarios(results: dict, delay: int = 4) -> str:
 def findings_prefix(results: dict, delay: int = 4, scenario: str = "S1") -> str:
     """Notebook 06's findings, every number read from `results`."""
     cond = f"{scenario}|d={delay}"
-    out = []
+    out = [ILLUSTRATION] if one_seed(results) else []
     for a in present(results, ("A0", "A1", "A2", "A3")):
         e = results["conditions"][a].get(cond)
         if e is None:
@@ -153,7 +178,7 @@ def findings_prefix(results: dict, delay: int = 4, scenario: str = "S1") -> str:
     for r in sec:
         out.append(f"Paired: success_cup({r['a']}) - success_cup({r['b']}) = "
                    f"{100 * r['mean']:+.1f} points [{100 * r['low']:+.1f}, "
-                   f"{100 * r['high']:+.1f}], Holm p = {r['p_holm']:.3g}.")
+                   f"{100 * r['high']:+.1f}]{_verdict(results, r, 'p_holm')}.")
     cost = results.get("cost", {})
     if "A2" in cost and "A3" in cost:
         out.append(f"Cost per chunk: guidance (A2) {cost['A2']['denoise_flops'] / 1e6:.0f} MFLOP "

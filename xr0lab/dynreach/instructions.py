@@ -18,6 +18,7 @@ INSTRUCTIONS: dict[str, str] = {
     "S3": "reach the target around the wall",
     "S4": "follow the moving target",
     "S1E": "reach the target",  # S1's instruction: the variant differs only in timing
+    "S1M": "reach the target",  # likewise: S1's scene and words, the jumps come while moving
 }
 
 

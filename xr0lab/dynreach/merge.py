@@ -270,13 +270,13 @@ def _conflict_summary(cf: list[dict]) -> dict:
 
 def stage_a_summaries(run_dir: Path, config: SweepConfig) -> dict[str, dict]:
     """{seed: goal probe, wall time, final loss} of every stage-A checkpoint present."""
-    import torch
+    from xr0lab.dynreach.train import read_checkpoint, stage_a_path
 
     stage_a = {}
     for s in config.seeds:
-        path = config.checkpoint_dir(run_dir) / f"seed{s}" / "stage_a.pt"
+        path = stage_a_path(config.checkpoint_dir(run_dir), s)
         if path.exists():
-            ck = torch.load(path, weights_only=False)
+            ck = read_checkpoint(path)
             stage_a[str(s)] = {"probe": ck["probe"], "wall_s": ck["wall_s"],
                                "final_loss": float(np.mean(ck["losses"][-50:]))}
     return stage_a
@@ -326,7 +326,7 @@ def backfill_moving_conflict(run_dir: Path | str, config: SweepConfig) -> int:
         model, _ = load_policy(config.checkpoint_dir(run_dir), s, get_arm(a), config.model,
                                config.train.freq_coef)
         cell["conflict_moving"] = conflict_test(model, get_arm(a), config.eval, moving=True)
-        write_cell(cell_path(run_dir, a, s), cell)
+        write_cell(cell_path(run_dir, a, s), cell, replace=True)   # the same cell, extended
         n += 1
     return n
 

@@ -191,3 +191,72 @@ def copy_score(base, swapped_prefix, moved_goal, prefix_length: int = 0) -> dict
         c = np.where(dp + do > 0, dp / (dp + do), np.nan)
     c[:prefix_length] = np.nan
     return {"k": np.arange(b.shape[1]), "delta_prefix": dp, "delta_obs": do, "C": c}
+
+
+# ------------------------------------------------------------------------------- version 2
+
+SUSTAIN_TICKS = 3
+
+
+def fresh_reaction_time(actions, positions, goals, t_perturb, first_fresh,
+                        sustain: int = SUSTAIN_TICKS, cos_threshold: float = REACTION_COS,
+                        min_speed: float = REACTION_MIN_SPEED) -> tuple[np.ndarray, np.ndarray]:
+    """RT v2 (docs/dynreach.md §6.2): the first tick t >= first_fresh from which the command
+    points within cos >= 0.7 of a reaction goal (at speed >= min_speed) for `sustain`
+    consecutive ticks, minus t_p.
+
+    first_fresh (N,): the first executed tick of a chunk computed from a post-perturbation
+    observation (capture t_c >= t_p, plus the ticks before its fresh actions execute), so a
+    command that happens to point the right way before any fresh chunk runs never counts.
+    Returns (rt (N,) float, reacted (N,) bool); episodes that never react are right-censored
+    at T - t_p.
+    """
+    actions = _as(actions, 3, "actions", 2)
+    positions = _as(positions, 3, "positions", 2)[:, :actions.shape[1]]
+    goals = np.asarray(goals, np.float64)
+    goals = goals[:, None, :] if goals.ndim == 2 else goals
+    if sustain < 1:
+        raise ValueError(f"sustain must be >= 1, got {sustain}")
+    n, t = actions.shape[:2]
+    t_perturb = np.broadcast_to(np.asarray(t_perturb, np.int64), (n,))
+    first_fresh = np.broadcast_to(np.asarray(first_fresh, np.int64), (n,))
+    if (first_fresh < t_perturb).any():
+        raise ValueError("fresh_reaction_time: first_fresh must be >= t_perturb per episode")
+    ok = (_cos_to_goals(actions, positions, goals) >= cos_threshold) & \
+        (np.linalg.norm(actions, axis=-1) >= min_speed)
+    # run[t] = True when ok holds on t .. t + sustain - 1 (all inside the episode).
+    run = np.ones((n, t - sustain + 1), bool) if t >= sustain else np.zeros((n, 0), bool)
+    for j in range(sustain):
+        run &= ok[:, j:t - sustain + 1 + j]
+    run &= np.arange(run.shape[1])[None, :] >= first_fresh[:, None]
+    reacted = run.any(axis=1)
+    first = np.where(reacted, run.argmax(axis=1), t)
+    return (first - t_perturb).astype(np.float64), reacted
+
+
+def excess_over_oracle(rt, reacted, oracle_rt, oracle_reacted) -> np.ndarray:
+    """ERT v2 = RT - F with F the oracle's RT on the same episode and timing (NaN where the
+    oracle itself never reacts: no floor exists there)."""
+    rt, f = np.asarray(rt, np.float64), np.asarray(oracle_rt, np.float64)
+    return np.where(np.asarray(oracle_reacted, bool), rt - f, np.nan)
+
+
+def executed_copy_scores(actions, positions, old_goal, new_goal, delay: int,
+                         execution_horizon: int) -> dict:
+    """Copy fraction and obs-following index on the executed indices d .. s - 1 of predicted
+    chunks (docs/dynreach.md §6.5, v2), per index and pooled; see `conflict_scores`."""
+    actions = _as(actions, 3, "actions", 2)
+    if not 0 <= delay < execution_horizon <= actions.shape[1]:
+        raise ValueError(f"need 0 <= d < s <= H, got d={delay}, s={execution_horizon}, "
+                         f"H={actions.shape[1]}")
+    out = conflict_scores(actions[:, :execution_horizon], positions if np.ndim(positions) == 2
+                          else np.asarray(positions)[:, :execution_horizon],
+                          old_goal, new_goal, late_from=delay)
+    a = actions[:, delay:execution_horizon]
+    pos = np.asarray(positions, np.float64)
+    x = pos[:, None] if pos.ndim == 2 else pos[:, delay:execution_horizon]
+    c_new = cosine(a, np.asarray(new_goal, np.float64)[:, None] - x)
+    c_old = cosine(a, np.asarray(old_goal, np.float64)[:, None] - x)
+    out["copy_fraction_k"] = (c_old > c_new).mean(0)
+    out["k"] = np.arange(delay, execution_horizon)
+    return out

@@ -13,6 +13,8 @@ fresh pixels (never in the proprioception or the instruction).
     S2   cue switch: two targets, the lamp's colour names the goal and switches at t_p
     S3   pop-up wall: a wall appears across the straight path at t_p in [6, 10]
     S4   moving target: the target drifts and reverses at t_p, then every 20-40 ticks
+    S1M  jump while moving (v2's primary): the target jumps at a tick where the clean expert
+         moves at >= 0.8 v_max, and jumps again once the expert reaches it (or 60 ticks later)
 
 The scenario names are declared in `xr0lab.dynreach.seeds` (their order is part of every
 episode's seed).
@@ -34,7 +36,16 @@ from xr0lab.dynreach.seeds import SCENARIOS, episode_rng
 LAMP_CENTRE = (0.06, 0.94)  # top-left corner
 _LO, _HI = 0.1, 0.9  # sampled positions stay clear of the borders so blobs are fully visible
 SCENARIO_NAMES = {"S1": "jump-reach", "S2": "cue switch", "S3": "pop-up wall",
-                  "S4": "moving target", "S1E": "early jump, agent moving"}
+                  "S4": "moving target", "S1E": "early jump, agent moving",
+                  "S1M": "jump while moving"}
+# Episode length per scenario: 120 ticks (4 s at 30 Hz); S1M's two jumps need 180.
+S1M_TICKS = 180
+
+
+def scenario_ticks(scenario: str) -> int:
+    """The scenario's own episode length in ticks."""
+    check_scenario(scenario)
+    return S1M_TICKS if scenario == "S1M" else EPISODE_TICKS
 
 
 def check_scenario(scenario: str) -> None:
@@ -63,6 +74,8 @@ class Episodes:
     S2 only: targets (N, 2, 2) (red, blue) and lamp (N, T+1) colour index at each tick.
     S3 only: wall_centre (N, 2) and wall_axis (N, 2) (unit vector along the wall); the wall
     exists from t_perturb on.
+    S1M only: t_second (N,) the tick of the second jump (to final_goal (N, 2)); old_goal and
+    new_goal describe the first jump, the one the reaction metrics measure.
     """
 
     scenario: str
@@ -77,6 +90,8 @@ class Episodes:
     lamp: np.ndarray | None = None
     wall_centre: np.ndarray | None = None
     wall_axis: np.ndarray | None = None
+    t_second: np.ndarray | None = None
+    final_goal: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -123,26 +138,32 @@ class Episodes:
 
 
 def sample_episodes(scenario: str, seeds: Sequence[int] | np.ndarray,
-                    ticks: int = EPISODE_TICKS) -> Episodes:
-    """Draw the episode scripts for `seeds` (each from its own generator)."""
+                    ticks: int | None = None) -> Episodes:
+    """Draw the episode scripts for `seeds` (each from its own generator); `ticks` defaults to
+    the scenario's own length (`scenario_ticks`)."""
     check_scenario(scenario)
     seeds = np.asarray(seeds, np.int64).reshape(-1)
     if (seeds < 0).any():
         raise ValueError("sample_episodes: episode seeds must be non-negative integers")
+    ticks = scenario_ticks(scenario) if ticks is None else ticks
     if ticks < 70:
         raise ValueError(f"ticks must be >= 70 so every perturbation tick fits, got {ticks}")
+    if scenario == "S1M" and ticks < S1M_TICKS:
+        raise ValueError(f"S1M needs ticks >= {S1M_TICKS} for its two jumps, got {ticks}")
     # 64 rejection-sampling candidates x 12 uniforms per episode, drawn in one call, so the
     # geometry below is vectorised across episodes while each episode stays seed-determined.
-    u = np.stack([episode_rng(s, scenario, "world").random((64, 12)) for s in seeds]) \
-        if len(seeds) else np.zeros((0, 64, 12))
+    # S1M's turn and distance constraints accept ~8% of layouts, so it draws 256 candidates.
+    cand = S1M_CANDIDATES if scenario == "S1M" else 64
+    u = np.stack([episode_rng(s, scenario, "world").random((cand, 12)) for s in seeds]) \
+        if len(seeds) else np.zeros((0, cand, 12))
     return {"S1": _sample_s1, "S2": _sample_s2, "S3": _sample_s3, "S4": _sample_s4,
-            "S1E": _sample_s1e}[scenario](seeds, u, ticks)
+            "S1E": _sample_s1e, "S1M": _sample_s1m}[scenario](seeds, u, ticks)
 
 
 def _first_valid(ok: np.ndarray, scenario: str) -> np.ndarray:
     """Index of the first accepted candidate per episode (N,)."""
     if not ok.any(axis=1).all():
-        raise RuntimeError(f"{scenario}: rejection sampling found no valid layout in 64 "
+        raise RuntimeError(f"{scenario}: rejection sampling found no valid layout in {ok.shape[1]} "
                            "candidates; the geometry constraints are too tight")
     return ok.argmax(axis=1)
 
@@ -185,6 +206,109 @@ S1E_PERTURB_TICKS = (6, 12)
 
 def _sample_s1e(seeds, u, ticks):
     return _sample_s1(seeds, u, ticks, "S1E", S1E_PERTURB_TICKS, min_first_leg=0.45)
+
+
+# S1M (docs/dynreach.md §1): the first leg is >= 0.45 long so the expert spends >= 10 ticks at
+# full speed; the jump tick is drawn uniformly from the ticks t >= S1M_MIN_TICK at which the
+# clean expert's last command a_{t-1} has |a| >= 0.8 v_max (it is moving when the target
+# jumps); the new goal lies >= 0.4 from the agent there and at least 60 degrees off its heading
+# (a copy of the committed motion points the wrong way); the second jump comes when the clean
+# expert reaches the new goal (within the success radius) or 60 ticks after the first, to a
+# third goal >= 0.4 away. Success counts at the final goal. The clean expert is privileged and
+# noise-free here, so the script stays a pure function of the seed.
+S1M_MOVING_FRACTION = 0.8
+S1M_MIN_TICK = 6
+S1M_MAX_TURN_COS = 0.5
+S1M_SECOND_AFTER = 60
+S1M_CANDIDATES = 256
+
+
+def _s1m_expert_path(start: np.ndarray, goal: np.ndarray, ticks: int):
+    """Clean expert from rest at `start` toward a fixed `goal`: positions (M, T+1, 2), commands
+    (M, T, 2)."""
+    from xr0lab.dynreach.expert import ExpertConfig, expert_continuation
+
+    acts, poss = expert_continuation(start, np.zeros_like(start), goal, ticks, ExpertConfig())
+    return poss, acts
+
+
+def _s1m_layouts(u: np.ndarray):
+    """Per candidate (..., 12 uniforms): start, goals g0 g1 g2, jump tick t_p, the expert's
+    position and last command at t_p, and whether the layout is acceptable."""
+    from xr0lab.dynreach.physics import V_MAX
+
+    shape = u.shape[:-1]
+    start, g0 = _ramp(_LO, _HI, u[..., 0:2]), _ramp(_LO, _HI, u[..., 2:4])
+    g1, g2 = _ramp(_LO, _HI, u[..., 4:6]), _ramp(_LO, _HI, u[..., 7:9])
+    horizon = 60
+    poss, acts = _s1m_expert_path(start.reshape(-1, 2), g0.reshape(-1, 2), horizon)
+    poss = poss.reshape(*shape, horizon + 1, 2)
+    acts = acts.reshape(*shape, horizon, 2)
+    speed = np.linalg.norm(acts, axis=-1)                       # speed[..., t-1] = |a_{t-1}|
+    t = np.arange(1, horizon + 1)
+    moving = (speed >= S1M_MOVING_FRACTION * V_MAX) & (t >= S1M_MIN_TICK)   # at tick t
+    count = moving.sum(-1)
+    # The k-th moving tick, k uniform among them (u[..., 6]).
+    k = np.minimum(np.floor(u[..., 6] * count).astype(np.int64), np.maximum(count - 1, 0))
+    order = np.cumsum(moving, -1) - 1
+    t_p = np.where(moving & (order == k[..., None]), t, 0).max(-1)
+    x_p = np.take_along_axis(poss, t_p[..., None, None], -2)[..., 0, :]
+    a_p = np.take_along_axis(acts, np.maximum(t_p - 1, 0)[..., None, None], -2)[..., 0, :]
+    to_new = g1 - x_p
+    cos_turn = (a_p * to_new).sum(-1) / np.maximum(
+        np.linalg.norm(a_p, axis=-1) * np.linalg.norm(to_new, axis=-1), 1e-12)
+    ok = ((count >= 1) & (np.linalg.norm(to_new, axis=-1) >= 0.4)
+          & (cos_turn <= S1M_MAX_TURN_COS))
+    return start, g0, g1, g2, t_p, x_p, a_p, ok
+
+
+def _sample_s1m(seeds, u, ticks):
+    from xr0lab.dynreach.expert import ExpertConfig, expert_continuation
+
+    n, c = u.shape[:2]
+    # Cheap constraints first; the expert is simulated only for the first 16 candidates of each
+    # episode that pass them, then the next 16 where none was accepted (same result as
+    # simulating all of them, since the first accepted candidate is what counts).
+    start, g0 = _ramp(_LO, _HI, u[..., 0:2]), _ramp(_LO, _HI, u[..., 2:4])
+    g1, g2 = _ramp(_LO, _HI, u[..., 4:6]), _ramp(_LO, _HI, u[..., 7:9])
+    cheap = ((np.linalg.norm(g0 - start, axis=-1) >= 0.45)
+             & (np.linalg.norm(g2 - g1, axis=-1) >= 0.4))
+    ranks = np.cumsum(cheap, 1) - 1
+    chosen = np.full(n, -1, np.int64)
+    fields = [None] * 7
+    for lo in range(0, c, 16):
+        todo = np.flatnonzero(chosen < 0)
+        if not len(todo):
+            break
+        # candidate index of rank lo..lo+15 among the cheap-passing ones (-1: none left)
+        want = np.full((len(todo), 16), -1, np.int64)
+        for r in range(16):
+            hit = cheap[todo] & (ranks[todo] == lo + r)
+            want[:, r] = np.where(hit.any(1), hit.argmax(1), -1)
+        sub = u[todo[:, None], np.maximum(want, 0)]
+        out = _s1m_layouts(sub)
+        ok = out[-1] & (want >= 0)
+        got = ok.any(1)
+        first = ok.argmax(1)
+        rows = todo[got]
+        chosen[rows] = want[got, first[got]]
+        for i, f in enumerate(out[:-1]):
+            if fields[i] is None:
+                fields[i] = np.zeros((n,) + f.shape[2:], f.dtype)
+            fields[i][rows] = f[got, first[got]]
+    if (chosen < 0).any():
+        raise RuntimeError(f"S1M: rejection sampling found no valid layout in {c} candidates; "
+                           "the geometry constraints are too tight")
+    start, g0, g1, g2, t_p, x_p, a_p = fields
+    # The second jump: when the clean expert, turning at t_p, first reaches g1 (or t_p + 60).
+    _, after = expert_continuation(x_p, a_p, g1, S1M_SECOND_AFTER, ExpertConfig())
+    near = np.linalg.norm(after[:, 1:] - g1[:, None], axis=-1) <= 0.05
+    t_2 = t_p + np.where(near.any(-1), near.argmax(-1) + 1, S1M_SECOND_AFTER)
+    tt = np.arange(ticks + 1)[None, :, None]
+    goal_traj = np.where(tt >= t_2[:, None, None], g2[:, None],
+                         np.where(tt >= t_p[:, None, None], g1[:, None], g0[:, None]))
+    return Episodes("S1M", seeds, start, goal_traj, g0, g1, t_p, t_2, t_second=t_2,
+                    final_goal=g2)
 
 
 def _sample_s2(seeds, u, ticks):

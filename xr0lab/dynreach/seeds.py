@@ -10,9 +10,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
-Scenario = Literal["S1", "S2", "S3", "S4", "S1E"]
+Scenario = Literal["S1", "S2", "S3", "S4", "S1E", "S1M"]
 # S1E is S1 with an early jump, while the agent is still under way (an addition to the spec's
 # S1-S4, for policies trained on S1: same scene, same instruction, only the timing differs).
+# S1M (v2's primary scenario) jumps only while the expert moves at >= 0.8 v_max, then once more.
 # The names live here because their order is part of every episode's seed (`_SCENARIO_ID`):
 # add scenarios at the end, never reorder them.
 SCENARIOS: tuple[str, ...] = get_args(Scenario)

@@ -212,11 +212,22 @@ def seed_level_test(a, b, *, level: float = 0.95) -> SeedTest:
                     float(2.0 ** (1 - n)), tuple(float(x) for x in d))
 
 
+def _round_up(p: float, digits: int = 3) -> float:
+    """p rounded *up* to `digits` significant digits, so a printed p never understates it."""
+    if p <= 0:
+        return p
+    scale = 10.0 ** (digits - 1 - int(np.floor(np.log10(p))))
+    return float(np.ceil(p * scale - 1e-9) / scale)
+
+
 def format_p(p: float | None, floor: float | None = None) -> str:
-    """A p-value as printed: 'n/a' when there is none (e.g. one seed); never below `floor`.
+    """A p-value as printed: 'n/a' when there is none (e.g. one seed); never below `floor`,
+    and rounded up (2^-9 = 0.001953... prints as 0.00196, never below what the test reaches).
 
     >>> format_p(0.0625, floor=0.0625)
     'p = 0.0625 (the smallest this test can give)'
+    >>> format_p(2.0 ** -9, floor=2.0 ** -9)
+    'p = 0.00196 (the smallest this test can give)'
     >>> format_p(None)
     'no p-value (one seed)'
     """
@@ -224,7 +235,7 @@ def format_p(p: float | None, floor: float | None = None) -> str:
         return "no p-value (one seed)"
     if floor is not None and p < floor - 1e-15:
         raise ValueError(f"p = {p} is below the floor {floor} its test can reach")
-    text = f"p = {p:.3g}"
+    text = f"p = {_round_up(p):.3g}"
     if floor is not None and abs(p - floor) <= 1e-15:
         text += " (the smallest this test can give)"
     return text

@@ -2,7 +2,7 @@
 
 Unit of work = (arm, training seed): train stage B for the arm (or reuse the checkpoint of an arm
 with the same training knobs), evaluate every condition, write one cell file
-`cells/<arm>_seed<S>.pkl` (`cells`). Stage A runs first, once per seed, as its own units. Every
+`cells/<arm>_seed<S>.json` (`cells`). Stage A runs first, once per seed, as its own units. Every
 unit skips work whose output exists, so a killed sweep resumes without losing finished cells;
 the merge (`merge.merge_results`) reads whatever cells exist and writes ONE results JSON.
 `run_command` is what `python -m xr0lab dynreach ...` runs.
@@ -14,7 +14,6 @@ import dataclasses
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,11 +23,11 @@ import numpy as np
 from xr0lab.dynreach.arms import get_arm
 from xr0lab.dynreach.cells import cell_path, write_cell
 from xr0lab.dynreach.evaluate import EvalSettings, evaluate_arm
+from xr0lab.dynreach.executors import Unit, check_executor, run_units
 from xr0lab.dynreach.merge import backfill_moving_conflict, merge_results
 from xr0lab.dynreach.policies import Tier0Config
 from xr0lab.dynreach.train import (TrainSettings, load_policy, stage_b_path, train_stage_a,
                                    train_stage_b, write_json)
-from xr0lab.workspace.frontend import progress as progress_bar
 from xr0lab.workspace.threads import set_threads
 
 SCENARIO_MIX = ("S1", "S2", "S3")
@@ -70,6 +69,8 @@ class SweepConfig:
         d = dataclasses.asdict(self)
         if d["train_from"] is None:   # configurations written before the field existed match
             del d["train_from"]
+        if d["train"]["labels"] == "replan":   # likewise: version 1 always used re-plan labels
+            del d["train"]["labels"]
         return d
 
     def checkpoint_dir(self, run_dir: Path | str) -> Path:
@@ -131,6 +132,8 @@ def sweep_preset(name: str, **overrides: Any) -> SweepConfig:
             n_boot=1000)
     else:
         raise ValueError(f"unknown sweep preset {name!r}; expected one of {', '.join(PRESETS)}")
+    # These are version 1's sweeps: re-plan chunk labels, as their committed results were made.
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, labels="replan"))
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
 
@@ -152,9 +155,10 @@ def _differences(theirs: Any, mine: Any, at: str = "") -> list[str]:
     return [] if theirs == mine else [f"{at}: {theirs!r} there, {mine!r} here"]
 
 
-def _check_config(run_dir: Path, config: SweepConfig) -> None:
+def check_run_config(run_dir: Path, config: Any, what: str = "sweep") -> None:
     """A run directory belongs to one configuration (arms and seeds may grow). Resuming it with
-    another is an error that names every differing setting; the directory is left as it is."""
+    another is an error that names every differing setting; the directory is left as it is.
+    `config` is a sweep's or a study's configuration (anything with `to_dict()`)."""
     path = run_dir / "config.json"
     mine = json.loads(json.dumps(config.to_dict()))
     if path.exists():
@@ -163,10 +167,13 @@ def _check_config(run_dir: Path, config: SweepConfig) -> None:
                             {k: v for k, v in mine.items() if k not in ("arms", "seeds")})
         if diff:
             raise RunDirMismatch(
-                f"{path} holds a different sweep configuration (nothing was changed):\n  "
+                f"{path} holds a different {what} configuration (nothing was changed):\n  "
                 + "\n  ".join(diff)
-                + "\nResume it with its own settings, or give this sweep another run directory "
-                  "(--run-dir, run_sweep(run_dir=...)).")
+                + f"\nResume it with its own settings, or give this {what} another run "
+                  f"directory (--run-dir, run_{what}(run_dir=...)).")
+        # The directory's arms and seeds are those of every run made in it.
+        mine["arms"] = list(dict.fromkeys([*theirs.get("arms", []), *mine["arms"]]))
+        mine["seeds"] = sorted(set(theirs.get("seeds", [])) | set(mine["seeds"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(mine, path)
 
@@ -237,19 +244,22 @@ def _cell_unit(run_dir: str, arm_id: str, seed: int, config: SweepConfig, thread
 
 def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers: int = 1,
               threads: int = 1, progress: bool = True, out: Path | str | None = None,
-              max_cells: int | None = None) -> dict:
+              max_cells: int | None = None, executor: str = "local",
+              address: str | None = None) -> dict:
     """Run (or resume) the sweep and merge it; returns the results dict (also written to
     `out`, default <run_dir>/results.json). `max_cells` stops after that many new cells
     (used by the tests to simulate a killed sweep). A run directory left by a different
     configuration is an error (`RunDirMismatch`), never overwritten. progress=True shows bars
-    on a terminal or in JupyterLab, none in a log."""
+    on a terminal or in JupyterLab, none in a log. executor "local" runs the units in this
+    process (workers=1) or in worker processes, "ray" as Ray tasks (a local Ray, or the cluster
+    at `address`); the cells are the same either way (`executors`)."""
+    check_executor(executor, address)
     run_dir = Path(run_dir or default_run_dir(config.name))
     if config.train_from is not None:
         _check_train_source(config, run_dir)
-    _check_config(run_dir, config)
+    check_run_config(run_dir, config)
     t0 = time.perf_counter()
     set_threads(threads)
-    inner = progress and workers == 1
     # Arm-major: the arms listed first (the primary contrasts) finish for every seed before
     # the next arm starts, so a sweep cut short still has complete contrasts.
     todo = [(a, s) for a in config.arms for s in config.seeds
@@ -258,27 +268,12 @@ def run_sweep(config: SweepConfig, *, run_dir: Path | str | None = None, workers
         todo = todo[:max_cells]
     # Stage A of the seeds still to do (none when evaluating another run's checkpoints).
     seeds = sorted({s for _, s in todo}) if config.train_from is None else []
-    if workers == 1:
-        # In-process: no pickling of the config, and tqdm bars nest cleanly.
-        for s in progress_bar(seeds, desc="stage A", enabled=progress):
-            _stage_a_unit(str(run_dir), s, config, threads, inner)
-        for a, s in progress_bar(todo, desc="cells", enabled=progress):
-            _cell_unit(str(run_dir), a, s, config, threads, inner)
-    else:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futs = [pool.submit(_stage_a_unit, str(run_dir), s, config, threads, False)
-                    for s in seeds]
-            for f in progress_bar(as_completed(futs), total=len(futs), desc="stage A",
-                                  enabled=progress):
-                f.result()
-            futs = [pool.submit(_cell_unit, str(run_dir), a, s, config, threads, False)
-                    for a, s in todo]
-            for f in progress_bar(as_completed(futs), total=len(futs), desc="cells",
-                                  enabled=progress):
-                f.result()
+    run_units([("stage A", [Unit(_stage_a_unit, (str(run_dir), s, config, threads))
+                            for s in seeds]),
+               ("cells", [Unit(_cell_unit, (str(run_dir), a, s, config, threads))
+                          for a, s in todo])],
+              executor=executor, workers=workers, threads=threads, address=address,
+              progress=progress)
     backfill_moving_conflict(run_dir, config)
     results = merge_results(run_dir, config, threads=threads,
                             wall_s=time.perf_counter() - t0, workers=workers)
@@ -293,12 +288,14 @@ def run_command(mode: str, preset: str | None = None, *, arms: Sequence[str] | N
                 seeds: Sequence[int] | None = None, episodes: int | None = None,
                 run_dir: Path | str | None = None, train_from: str | None = None,
                 out: Path | str | None = None, workers: int = 1, threads: int = 1,
-                progress: bool = True) -> tuple[dict, Path]:
+                progress: bool = True, executor: str = "local",
+                address: str | None = None) -> tuple[dict, Path]:
     """Run (or resume) the preset named `mode`, or with mode "merge" merge the run of `preset`
     (default full) as it stands; returns (results, the JSON file written).
 
     arms / seeds / episodes / train_from override the preset; run_dir defaults to
-    runs/dynreach/<preset> and out to <run_dir>/results.json.
+    runs/dynreach/<preset> and out to <run_dir>/results.json. executor / address choose where
+    the units run (`run_sweep`); merge runs none.
     """
     name = (preset or "full") if mode == "merge" else mode
     config = sweep_preset(name)
@@ -326,7 +323,7 @@ def run_command(mode: str, preset: str | None = None, *, arms: Sequence[str] | N
         write_json(results, path)
         return results, path
     results = run_sweep(config, run_dir=run_dir, workers=workers, threads=threads,
-                        progress=progress, out=out)
+                        progress=progress, out=out, executor=executor, address=address)
     return results, Path(out) if out else run_dir / "results.json"
 
 

@@ -7,10 +7,17 @@ the same context. Arms with the same training knobs share one stage-B checkpoint
 (`Arm.training_key`); no-prefix arms get the same number of steps as prefix arms (matched
 compute).
 
-Layout under a run directory (default runs/dynreach/<name>):
-    seed{S}/stage_a.pt                    final stage-A weights (+ losses, probe, wall time)
-    seed{S}/stage_b_{training_key}.pt     final stage-B weights
-    *.partial.pt                          periodic checkpoints; a rerun resumes from them
+Layout under a run directory (default runs/dynreach/<name>); every checkpoint is a pair, its
+tensors in `<name>.safetensors` and the rest (config, settings, arm, losses, wall time, probe,
+seed, step, optimizer hyperparameters) in `<name>.json`, written last, so the JSON's existence
+means the checkpoint is complete (format: `store`; nothing is ever unpickled):
+    seed{S}/stage_a.{json,safetensors}                 final stage-A weights (+ losses, probe,
+                                                       wall time)
+    seed{S}/stage_b_{training_key}.{json,safetensors}  final stage-B weights
+    *.partial.{json,safetensors}                       periodic checkpoints (weights, AdamW
+                                                       state, step); a rerun resumes from them
+Checkpoints of earlier versions (`*.pt`, written by torch.save) are refused, never opened
+(`LegacyCheckpointError`).
 
 Determinism: the batch of step i is drawn from default_rng((seed, stage, i)) and the flow draws
 from a torch generator seeded the same way, so a resumed run takes the same batches as an
@@ -37,6 +44,7 @@ from xr0lab.dynreach.policies import (Tier0Config, Tier0Policy, action_mask, nor
                                       normalise_state)
 from xr0lab.dynreach.probe import linear_probe
 from xr0lab.dynreach.scenarios import as_scenarios
+from xr0lab.dynreach.store import read_pair, remove_pair, write_pair
 
 Dataset = Union[ExpertDataset, ScenarioMix]
 
@@ -63,6 +71,9 @@ class TrainSettings:
     checkpoint_every: int = 200
     freq_coef: float = 1.0
     probe_samples: int = 2048
+    # Chunk labels (docs/dynreach.md §2): "executed" (v2) or "replan" (version 1's; the
+    # committed v1 results were trained with them, so v1's presets name it).
+    labels: str = "executed"
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -98,10 +109,34 @@ def _generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed % (2 ** 63))
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class LegacyCheckpointError(RuntimeError):
+    """A run directory holds a torch.save checkpoint of an earlier version; it is never opened
+    (unpickling runs whatever code the file names)."""
+
+
+def _refuse_legacy(path: Path) -> Path:
+    """`path` (a checkpoint's JSON), unless an earlier version's `.pt` checkpoint sits in its
+    place: that is an error, so a run never silently retrains beside it or misreads it."""
+    legacy = path.with_suffix(".pt")
+    if legacy.exists():
+        raise LegacyCheckpointError(
+            f"{legacy} is a checkpoint of an earlier DynReach version (torch.save, a pickle); "
+            "run directories are never unpickled. Delete it and the run trains it again, or, "
+            "for a run directory you made yourself, load it with torch (weights_only=True) and "
+            f"store its dict with xr0lab.dynreach.train.write_checkpoint({str(path)!r}, ck).")
+    return path
+
+
+def write_checkpoint(path: Path | str, ck: dict, *, replace: bool = False) -> None:
+    """Write a checkpoint dict: its tensors to the sibling `.safetensors`, the rest to `path`
+    (a .json, written last). An existing checkpoint raises FileExistsError unless `replace`."""
+    write_pair(path, ck, kind="checkpoint", backend="torch", replace=replace)
+
+
+def read_checkpoint(path: Path | str) -> dict:
+    """The dict `write_checkpoint` stored at `path` (tensors back as torch tensors), read with
+    safetensors and JSON only."""
+    return read_pair(_refuse_legacy(Path(path)), kind="checkpoint", backend="torch")
 
 
 def seed_dir(run_dir: Path | str, seed: int) -> Path:
@@ -110,10 +145,13 @@ def seed_dir(run_dir: Path | str, seed: int) -> Path:
     return path
 
 
-def dataset(settings: TrainSettings, seed: int) -> Dataset:
+def dataset(settings: TrainSettings, seed: int, horizon: int = 16,
+            labels: str | None = None) -> Dataset:
     """The training set of one seed: fixed train-split episodes (the data are the same for
-    every seed; the seed changes initialisation, batch order and flow draws)."""
-    return generate_mix(settings.scenarios, split_seeds("train", settings.train_episodes))
+    every seed; the seed changes initialisation, batch order and flow draws). `labels`
+    overrides the settings' label mode (an arm's own, e.g. v2's re-plan control)."""
+    return generate_mix(settings.scenarios, split_seeds("train", settings.train_episodes),
+                        horizon=horizon, labels=labels or settings.labels)
 
 
 def _progress(total: int, desc: str, initial: int, enabled: bool):
@@ -125,18 +163,34 @@ def _progress(total: int, desc: str, initial: int, enabled: bool):
 
 def _run_loop(*, path: Path, steps: int, params, lr: float, settings: TrainSettings,
               loss_fn: Callable[[int], torch.Tensor], state: Callable[[], dict],
-              load: Callable[[dict], None], desc: str, progress: bool) -> dict:
-    """Shared optimisation loop with periodic resumable checkpoints."""
-    partial = path.with_suffix(".partial.pt")
+              load: Callable[[dict], None], desc: str, progress: bool,
+              stop: Callable[[int], tuple[bool, dict]] | None = None,
+              stop_every: int | None = None) -> dict:
+    """Shared optimisation loop with periodic resumable checkpoints.
+
+    `stop(step)` (called after every `stop_every` steps) may end training early: it returns
+    (done, record); the records are returned as "checks" and the loop reports the steps it
+    took. A quality gate stops at a checkpoint boundary so a resumed run replays its checks.
+    """
+    if stop is not None and (not stop_every or stop_every % settings.checkpoint_every
+                             and settings.checkpoint_every % stop_every):
+        raise ValueError(f"stop_every ({stop_every}) and checkpoint_every "
+                         f"({settings.checkpoint_every}) must divide one another")
+    partial = _refuse_legacy(path.with_name(path.stem + ".partial.json"))
     opt = _optimizer(params, lr, settings.weight_decay)
     start, losses, wall = 0, [], 0.0
     if partial.exists():
-        ck = torch.load(partial, weights_only=False)
+        ck = read_checkpoint(partial)
         load(ck["model"])
         opt.load_state_dict(ck["opt"])
         start, losses, wall = ck["step"], ck["losses"], ck["wall_s"]
     params = [p for g in opt.param_groups for p in g["params"]]
     t0 = time.perf_counter()
+    checks: list[dict] = []
+    stopped: int | None = None
+    if stop is not None:
+        # Replay the checks a resumed run already passed (deterministic: same weights then).
+        checks = list(ck.get("checks", [])) if partial.exists() else []
     bar = _progress(steps, desc, start, progress)
     for step in range(start, steps):
         for g in opt.param_groups:
@@ -150,20 +204,40 @@ def _run_loop(*, path: Path, steps: int, params, lr: float, settings: TrainSetti
         bar.update(1)
         if (step + 1) % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if stop is not None and (step + 1) % stop_every == 0 and step + 1 < steps:
+            done, record = stop(step + 1)
+            checks.append(record)
+            if done:
+                stopped = step + 1
+                break
         if (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
-            _atomic_save({"model": state(), "opt": opt.state_dict(), "step": step + 1,
-                          "losses": losses, "wall_s": wall + time.perf_counter() - t0}, partial)
+            # With the AdamW state (per-parameter step / exp_avg / exp_avg_sq tensors, stored
+            # as opt.state.<i>.<name>) and its param_groups, a resumed run is bit-identical.
+            write_checkpoint(partial, {"model": state(), "opt": opt.state_dict(),
+                                       "step": step + 1, "losses": losses,
+                                       "wall_s": wall + time.perf_counter() - t0,
+                                       "checks": checks}, replace=True)
     bar.close()
-    return {"losses": losses, "wall_s": wall + time.perf_counter() - t0, "partial": partial}
+    if stop is not None and stopped is None:
+        checks.append(stop(steps)[1])
+    return {"losses": losses, "wall_s": wall + time.perf_counter() - t0, "partial": partial,
+            "steps": stopped or steps, "checks": checks}
 
 
 def train_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, settings: TrainSettings,
-                  *, progress: bool = True, data: Dataset | None = None) -> Path:
-    """Encoder + DiT without prefix; returns the checkpoint path (skips when it exists)."""
-    path = seed_dir(run_dir, seed) / "stage_a.pt"
+                  *, progress: bool = True, data: Dataset | None = None,
+                  gate: Callable[[Tier0Policy, int], tuple[bool, dict]] | None = None,
+                  gate_every: int | None = None) -> Path:
+    """Encoder + DiT without prefix; returns the checkpoint path (skips when it exists).
+
+    `gate(model, step) -> (passed, record)` is the quality gate (docs/dynreach.md §7): checked
+    every `gate_every` steps, it ends stage A at the first pass; `settings.stage_a_steps` is
+    the stated maximum. The checkpoint records the steps used and every check."""
+    seed_dir(run_dir, seed)
+    path = stage_a_path(run_dir, seed)
     if path.exists():
         return path
-    data = dataset(settings, seed) if data is None else data
+    data = dataset(settings, seed, cfg.chunk_length) if data is None else data
     torch.manual_seed(seed)
     model = Tier0Policy(cfg, None, freq_coef=settings.freq_coef)
     B, H, A = settings.batch_size, cfg.chunk_length, cfg.padded_dim
@@ -180,12 +254,15 @@ def train_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, settings: Tr
     out = _run_loop(path=path, steps=settings.stage_a_steps, params=model.parameters(),
                     lr=settings.lr_a, settings=settings, loss_fn=loss_fn,
                     state=model.state_dict, load=model.load_state_dict,
-                    desc=f"stage A seed {seed}", progress=progress)
+                    desc=f"stage A seed {seed}", progress=progress,
+                    stop=None if gate is None else (lambda step: gate(model, step)),
+                    stop_every=gate_every)
     probe = goal_probe(model, data, settings.probe_samples, cfg.image_size, seed)
-    _atomic_save({"model": model.state_dict(), "config": dataclasses.asdict(cfg),
-                  "settings": dataclasses.asdict(settings), "losses": out["losses"],
-                  "wall_s": out["wall_s"], "probe": probe, "seed": seed}, path)
-    out["partial"].unlink(missing_ok=True)
+    write_checkpoint(path, {"model": model.state_dict(), "config": dataclasses.asdict(cfg),
+                            "settings": dataclasses.asdict(settings), "losses": out["losses"],
+                            "wall_s": out["wall_s"], "probe": probe, "seed": seed,
+                            "steps": out["steps"], "gate": out["checks"]})
+    remove_pair(out["partial"])
     return path
 
 
@@ -221,10 +298,10 @@ def cache_features(model: Tier0Policy, data: Dataset, n: int, image_size: int,
 
 def load_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, arm: Arm | None = None,
                  freq_coef: float = 1.0) -> tuple[Tier0Policy, dict]:
-    path = seed_dir(run_dir, seed) / "stage_a.pt"
+    path = stage_a_path(run_dir, seed)
     if not path.exists():
         raise FileNotFoundError(f"no stage-A checkpoint at {path}; run train_stage_a first")
-    ck = torch.load(path, weights_only=False)
+    ck = read_checkpoint(path)
     if ck["config"] != dataclasses.asdict(cfg):
         raise ValueError(f"stage-A checkpoint {path} was trained with {ck['config']}, not {cfg}")
     model = Tier0Policy(cfg, arm, freq_coef=freq_coef)
@@ -232,8 +309,14 @@ def load_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, arm: Arm | No
     return model, ck
 
 
+def stage_a_path(run_dir: Path | str, seed: int) -> Path:
+    """The stage-A checkpoint's JSON (its existence means stage A is done); creates nothing."""
+    return _refuse_legacy(Path(run_dir) / f"seed{seed}" / "stage_a.json")
+
+
 def stage_b_path(run_dir: Path | str, seed: int, arm: Arm) -> Path:
-    return seed_dir(run_dir, seed) / f"stage_b_{arm.training_key}.pt"
+    """The stage-B checkpoint's JSON of `arm` (its existence means the arm is trained)."""
+    return _refuse_legacy(seed_dir(run_dir, seed) / f"stage_b_{arm.training_key}.json")
 
 
 def train_stage_b(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
@@ -244,7 +327,7 @@ def train_stage_b(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
     if path.exists():
         return path
     model, _ = load_stage_a(run_dir, seed, cfg, arm, settings.freq_coef)
-    data = dataset(settings, seed) if data is None else data
+    data = dataset(settings, seed, cfg.chunk_length, arm.labels) if data is None else data
     model.encoder.requires_grad_(False)
     cache = cache_features(model, data, settings.stage_b_cache, cfg.image_size, seed)
     B, H, M = settings.batch_size, cfg.chunk_length, len(cache["index"])
@@ -269,10 +352,10 @@ def train_stage_b(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
                     lr=settings.lr_b, settings=settings, loss_fn=loss_fn, state=state,
                     load=expert.load_state_dict, desc=f"stage B {arm.training_key} s{seed}",
                     progress=progress)
-    _atomic_save({"model": model.state_dict(), "config": dataclasses.asdict(cfg),
-                  "arm": dataclasses.asdict(arm), "losses": out["losses"],
-                  "wall_s": out["wall_s"], "seed": seed}, path)
-    out["partial"].unlink(missing_ok=True)
+    write_checkpoint(path, {"model": model.state_dict(), "config": dataclasses.asdict(cfg),
+                            "arm": dataclasses.asdict(arm), "losses": out["losses"],
+                            "wall_s": out["wall_s"], "seed": seed})
+    remove_pair(out["partial"])
     return path
 
 
@@ -282,7 +365,7 @@ def load_policy(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
     path = stage_b_path(run_dir, seed, arm)
     if not path.exists():
         raise FileNotFoundError(f"no stage-B checkpoint for arm {arm.id} at {path}")
-    ck = torch.load(path, weights_only=False)
+    ck = read_checkpoint(path)
     model = Tier0Policy(cfg, arm, freq_coef=freq_coef)
     model.load_state_dict(ck["model"])
     return model.eval(), ck

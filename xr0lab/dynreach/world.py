@@ -22,10 +22,10 @@ from typing import Sequence
 import numpy as np
 
 from xr0lab.dynreach.instructions import instruction_tokens
-from xr0lab.dynreach.physics import (DEFAULT_KAPPA, DEFAULT_SPILL_THRESHOLD, EPISODE_TICKS, V_MAX,
+from xr0lab.dynreach.physics import (DEFAULT_KAPPA, DEFAULT_SPILL_THRESHOLD, V_MAX,
                                      advance, clip_norm, spill_increment)
 from xr0lab.dynreach.render import ImageDtype, render
-from xr0lab.dynreach.scenarios import Episodes, check_scenario, sample_episodes
+from xr0lab.dynreach.scenarios import Episodes, check_scenario, sample_episodes, scenario_ticks
 from xr0lab.dynreach.seeds import Scenario, continuous_seed
 
 
@@ -39,7 +39,8 @@ class WorldConfig:
     kappa: float = DEFAULT_KAPPA
     spill_threshold: float = DEFAULT_SPILL_THRESHOLD
     v_max: float = V_MAX
-    episode_ticks: int = EPISODE_TICKS
+    # None: the scenario's own length (`scenario_ticks`: 120, S1M 180, which fits its two jumps).
+    episode_ticks: int | None = None
     success_radius: float = 0.05
     image_size: int = 64
     image_dtype: ImageDtype = "uint8"
@@ -50,6 +51,8 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         check_scenario(self.scenario)
+        if self.episode_ticks is None:
+            object.__setattr__(self, "episode_ticks", scenario_ticks(self.scenario))
         if self.kappa < 0 or self.spill_threshold <= 0:
             raise ValueError(f"WorldConfig: kappa must be >= 0 and spill_threshold > 0, got "
                              f"kappa={self.kappa}, spill_threshold={self.spill_threshold}")
