@@ -64,12 +64,21 @@ class V2EvalSettings:
     kappa_scales: tuple[float, ...] = (1.0,)
     conflict_episodes: int = 256
     conflict_delay: int = PRIMARY_DELAY
+    # Delays of the scenarios after the first (the negative control S1): None = `delays`.
+    control_delays: tuple[int, ...] | None = None
     band_window: int = 4                # "late" executed indices are >= p + band_window
     keep_example: int = 3
 
     @property
     def scenarios(self) -> tuple[str, ...]:
         return as_scenarios(self.scenario)
+
+    def conditions(self) -> list[tuple[str, int]]:
+        """(scenario, d) pairs: every delay in the first scenario, `control_delays` (or every
+        delay) in the others."""
+        first, *rest = self.scenarios
+        other = self.delays if self.control_delays is None else self.control_delays
+        return [(first, d) for d in self.delays] + [(sc, d) for sc in rest for d in other]
 
     def test_seeds(self) -> np.ndarray:
         return split_seeds("test", self.n_episodes, self.test_offset)
@@ -82,7 +91,8 @@ class V2EvalSettings:
             raise ValueError("V2EvalSettings.conflict_delay must lie in [0, s)")
 
     def check_chunk(self, chunk: int) -> None:
-        bad = [d for d in self.delays if not 0 <= d <= chunk - self.execution_horizon]
+        bad = [d for d in (*self.delays, *(self.control_delays or ()))
+               if not 0 <= d <= chunk - self.execution_horizon]
         if bad:
             raise ValueError(f"delays {bad} violate 0 <= d <= H - s = "
                              f"{chunk - self.execution_horizon} (H = {chunk}, "
@@ -283,7 +293,7 @@ def evaluate_arm_v2(model, arm: Arm, settings: V2EvalSettings, *, chunk: int = V
     from xr0lab.workspace.frontend import progress as progress_bar
 
     settings.check_chunk(chunk)
-    conds = [(sc, d) for sc in settings.scenarios for d in settings.delays]
+    conds = settings.conditions()
     out: dict[str, Any] = {"conditions": {}, "band_table": band_table(
         settings.delays, WINDOWS, settings.execution_horizon)}
     for sc, d in progress_bar(conds, desc=f"eval {arm.id}", enabled=progress, leave=False):

@@ -26,10 +26,18 @@ instead of reacting to a jump it can see, and does XR-0's Λ band mask (w = 4) s
 ## What the pilot showed (data/dynreach_v2/pilot.json)
 {pilot_summary}
 
+Reading (this is what the pilot is for): the rule is met by A3, but also by A5, A6 and A7, and
+A6 cannot see the prefix from the late indices at all. The excess of the late copy fraction over
+the oracle therefore measures how slowly any learned policy bends, not prefix use; the
+confirmatory mechanism contrasts use the interventional C(k) on the late indices against A6
+instead. The closed-loop signal is in the primary endpoint: in every pilot seed A3 reacts about
+two ticks later than A5 and A6 (see `exploratory` in pilot.json, chosen after looking).
+
 ## Design
 - World: S1M (the target jumps while the agent moves at >= 0.8 v_max, a second jump follows) is
   the primary scenario; S1 (the agent parked at the jump) is the negative control, where every
-  arm should tie. 64 x 64 px images. Episodes: S1M 180 ticks, S1 120.
+  arm should tie. 64 x 64 px images. Episodes: S1M 180 ticks, S1 120. S1M runs at every delay,
+  S1 at the primary delay d = 3.
 - Timeline: XR-0's own, H = 30, s = 20, d in {{0, 1, 2, 3, 4, 6}}, p = d at run time; primary
   d = 3. Executed indices beyond the band edge p + w (w = 4): {band_row}.
 - Labels: executed-action chunks (the clean commands the logged closed-loop episode holds at
@@ -44,14 +52,15 @@ instead of reacting to a jump it can see, and does XR-0's Λ band mask (w = 4) s
 - Stage B (per arm, from the seed's stage-A weights): 500 steps, DiT only, encoder frozen;
   no-prefix arms take the same steps.
 - Arms: A3 (full mask), A5 (Λ band w = 4), A6 (hard block w = 4), A7 (XR-0 full), A1 (naive),
-  all with {n_seeds} training seeds; A3replan, A0 (sync), A2 (guidance), A4 (causal) with the
-  same seeds if compute allows (they may use fewer; the results say how many). Every prefix arm
+  and the label control A3replan, all with {n_seeds} training seeds; A0 (sync), A2 (guidance)
+  and A4 (causal), which no contrast names, on the first 5 of them. Every prefix arm
   (A3-A7) marks clean tokens with the +10 RoPE gap. The oracle (arm O) runs inside every cell on
   the same episodes and timing.
 - Training seeds (fresh; never used in version 1 (0-4) or the pilot ({pilot_seeds})):
   {seeds}.
 - Test episodes: test-split seeds 2,100,000 .. 2,101,023 (offset 100,000; 1,024 per condition,
-  the same list for every arm and seed); conflict-test states: the first 256 of them. Flow noise
+  the same list for every arm and seed); conflict-test states: the first 256 of them, their
+  clean expert at the S1M jump, prefix p = 3 planned toward the old goal, image showing the new. Flow noise
   of episode e at cycle c is a function of (e, c) only.
 
 ## Primary endpoint
