@@ -51,8 +51,8 @@ def _p_values(text: str) -> list[float]:
 
 
 def _printed_floor(n: int) -> float:
-    """2^(1 - n) as `stats.format_p` prints it (3 significant digits: 2^-9 reads 0.00195)."""
-    return float(f"{2.0 ** (1 - n):.3g}")
+    """2^(1 - n): `stats.format_p` rounds up, so no printed p-value may be below it."""
+    return 2.0 ** (1 - n)
 
 
 A3_SUCCESS = [0.60, 0.62, 0.58, 0.61, 0.59]
@@ -148,7 +148,8 @@ def test_ten_seeds_reach_significance_and_the_conclusion_says_which_way():
     assert "A5's cup success is lower than A3's (worse for A5)" in text
     assert "A5's ERT is higher than A3's (A5 reacts later after the jump)" in text
     assert "Holm-adjusted p = 0.00391, significant" in text
-    assert min(_p_values(text)) == _printed_floor(10)
+    # The smallest p printed is the sign-flip floor 2^-9 = 0.001953..., rounded up.
+    assert min(_p_values(text)) == 0.00196 >= _printed_floor(10)
     assert "worsened cup success (-5.0 points) and worsened ERT (+1.00 ticks)" in \
         R.conclusion_lambda(res)
 
@@ -186,6 +187,20 @@ def test_pilot_findings_follow_the_copy_rule():
     assert "A3 does not copy" in text and "cannot answer the question" in text
     assert "did not find A3 copying" in R.conclusion_lambda(None, {**flat, "verdict": {
         "a3_copies": False}})
+
+
+def test_committed_pilot_reads_a6_meeting_the_rule_as_non_specific():
+    import json
+
+    from xr0lab.workspace.paths import repo_root
+
+    pilot = json.loads((repo_root() / "data" / "dynreach_v2" / "pilot.json").read_text())
+    text = R.pilot_findings(pilot)
+    assert "But the hard block A6" in text
+    assert pilot["verdict"]["arms"]["A6"]["copies"]
+    lines = [ln for ln in text.splitlines() if "[exploratory, chosen after looking]" in ln]
+    assert len(lines) == 4 and all("A3 - A6" in ln for ln in lines)
+    assert min(_p_values(text), default=1.0) >= _printed_floor(3)
 
 
 def test_v1_negative_control_numbers():

@@ -395,7 +395,7 @@ def findings_v2(results: dict, file: str | None = None) -> str:
             floor = prim[0].get("p_floor")
             out.append(f"  {_holm_text(prim, 'two primary endpoints')} With "
                        f"{prim[0]['n_seeds']} seeds the sign-flip test cannot go below "
-                       f"p = {floor:.3g}.")
+                       f"p = 2^(1 - n) = {floor:.6f}.")
     sec = _secondary(results)
     if sec:
         out.append("Secondary contrasts (pre-declared):")
@@ -431,6 +431,15 @@ def pilot_findings(pilot: dict) -> str:
     if verdict.get("a3_copies"):
         out.append("The full-mask arm A3 copies, so the benchmark can ask whether the Λ mask "
                    "stops it: the confirmatory study may go ahead.")
+        arms = verdict.get("arms", {})
+        if arms.get("A6", {}).get("copies"):
+            # A6 cannot see the prefix from the late indices: meeting the rule there means the
+            # rule measures how slowly a learned policy bends, not prefix use.
+            out.append("But the hard block A6, which cannot see the prefix from the late "
+                       "indices at all, meets the rule too: an excess over the oracle's late "
+                       "copy fraction measures how slowly a learned policy bends, not prefix "
+                       "use. The protocol's mechanism contrasts therefore compare late C(k) "
+                       "with A6.")
     else:
         out.append("The full-mask arm A3 does not copy by the pilot's rule, so this benchmark "
                    "cannot answer the question as set up: change labels, timing or training "
@@ -447,6 +456,11 @@ def pilot_findings(pilot: dict) -> str:
     if prim:
         out.append("The pilot's primary estimates (a pilot, not the confirmatory test):")
         out += ["  " + contrast_text(c, ill) for c in prim]
+    explo = [dict(c, label="exploratory, chosen after looking") for c in
+             pilot.get("exploratory", []) if c.get("n_seeds")]
+    if explo:
+        out.append("Contrasts chosen after the first pilot seed was seen (exploratory):")
+        out += ["  " + contrast_text(c, ill) for c in explo]
     return "\n".join(out)
 
 
