@@ -191,6 +191,7 @@ def stage_a_unit(run_dir: str, seed: int, config: StudyConfig, threads: int,
 
 def cell_unit(run_dir: str, arm_id: str, seed: int, config: StudyConfig, threads: int,
               progress: bool) -> dict:
+    from xr0lab.dynreach.sweep import cell_timings
     from xr0lab.dynreach.train import load_policy, load_stage_a, train_stage_b
 
     set_threads(threads)
@@ -207,10 +208,7 @@ def cell_unit(run_dir: str, arm_id: str, seed: int, config: StudyConfig, threads
     result = evaluate_arm_v2(model, arm, config.eval, chunk=config.model.chunk_length,
                              image_size=config.model.image_size, progress=progress)
     _, ck_a = load_stage_a(run_dir, seed, config.model)
-    result.update(arm=arm_id, seed=seed, train_seconds=t_train,
-                  eval_seconds=time.perf_counter() - t0 - t_train,
-                  stage_b_final_loss=float(np.mean(ck["losses"][-50:])) if ck["losses"] else None,
-                  stage_b_wall_s=ck["wall_s"],
+    result.update(cell_timings(arm_id, seed, t0, t_train, ck),
                   stage_a={k: ck_a.get(k) for k in ("steps", "gate", "wall_s", "probe")})
     write_cell(path, result)
     return {"arm": arm_id, "seed": seed, "seconds": time.perf_counter() - t0, "skipped": False}

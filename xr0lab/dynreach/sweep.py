@@ -220,6 +220,15 @@ def _stage_a_unit(run_dir: str, seed: int, config: SweepConfig, threads: int,
     return {"seed": seed, "seconds": time.perf_counter() - t0}
 
 
+def cell_timings(arm_id: str, seed: int, t0: float, t_train: float, ck: dict) -> dict:
+    """What every cell records besides its evaluation (v1 sweep and v2 study alike): its unit,
+    training and evaluation seconds since `t0`, and the stage-B loss and wall time."""
+    return dict(arm=arm_id, seed=seed, train_seconds=t_train,
+                eval_seconds=time.perf_counter() - t0 - t_train,
+                stage_b_final_loss=float(np.mean(ck["losses"][-50:])) if ck["losses"] else None,
+                stage_b_wall_s=ck["wall_s"])
+
+
 def _cell_unit(run_dir: str, arm_id: str, seed: int, config: SweepConfig, threads: int,
                progress: bool) -> dict:
     set_threads(threads)
@@ -234,10 +243,7 @@ def _cell_unit(run_dir: str, arm_id: str, seed: int, config: SweepConfig, thread
     model, ck = load_policy(config.checkpoint_dir(run_dir), seed, arm, config.model,
                             config.train.freq_coef)
     result = evaluate_arm(model, arm, config.eval, progress=progress)
-    result.update(arm=arm_id, seed=seed, train_seconds=t_train,
-                  eval_seconds=time.perf_counter() - t0 - t_train,
-                  stage_b_final_loss=float(np.mean(ck["losses"][-50:])) if ck["losses"] else None,
-                  stage_b_wall_s=ck["wall_s"])
+    result.update(cell_timings(arm_id, seed, t0, t_train, ck))
     write_cell(path, result)
     return {"arm": arm_id, "seed": seed, "seconds": time.perf_counter() - t0, "skipped": False}
 
