@@ -36,6 +36,7 @@ _LAZY = {
     "ExecutorConfig": "xr0lab.runtime",
     "RealTimeRunner": "xr0lab.runtime",
     "ModelPolicy": "xr0lab.runtime",
+    "load_example_model": "xr0lab.example.load",
 }
 
 __all__ = ["ActionConfig", "ConfigError", "DiTConfig", "FlowConfig", "ModeConfig", "TrainConfig",

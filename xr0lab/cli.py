@@ -8,6 +8,7 @@
     hook-overhead  hook-point overhead, measured side by side
     dynreach       the DynReach benchmark, version 1 (see `xr0lab dynreach --help`)
     study          DynReach version 2: pilot and confirmatory study (`xr0lab study --help`)
+    example-model  build (train, store, measure) the trained tiny XR-0 the notebooks load
     layout         print (or --write into README.md) the package map
 
 Each command's arguments are declared here; the work is done by library functions, so every
@@ -470,6 +471,8 @@ STUDY_COMMANDS = """\
     python -m xr0lab study confirm --workers 2 --out data/dynreach_v2/results.json
     python -m xr0lab study confirm --executor ray --address HOST:6379   # on a Ray cluster
     python -m xr0lab study confirm --max-cells 4      # a sitting: four more cells, then stop
+    # resume the committed confirmatory cells on any checkout, seed by seed, committing-ready:
+    python -m xr0lab study confirm --order seed --cells data/dynreach_v2/confirm_cells
 """
 
 
@@ -498,7 +501,7 @@ def _study(args: argparse.Namespace) -> int:
         results = run_study(config, run_dir=args.run_dir, workers=args.workers,
                             threads=args.threads, progress=not args.no_progress,
                             executor=args.executor, address=args.address,
-                            max_cells=args.max_cells)
+                            max_cells=args.max_cells, order=args.order, cells_dir=args.cells)
     except (RunDirMismatch, RayNotInstalled, ValueError) as e:
         return _fail(f"study {args.preset}", e)
     record = pilot_record(results) if args.preset == "pilot" else results
@@ -545,8 +548,75 @@ def _add_study_commands(sub) -> None:
                    "with its verdict); an existing file needs --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--max-cells", type=_positive_int, help="stop after this many new cells")
+    p.add_argument("--order", choices=("arm", "seed"), default="arm",
+                   help="arm: every stage A first, then the cells arm by arm (default); seed: "
+                   "one seed at a time, so an interrupted sitting leaves whole seeds")
+    p.add_argument("--cells", type=Path, metavar="DIR",
+                   help="a committed cells directory (e.g. data/dynreach_v2/confirm_cells): its "
+                   "cells are adopted before the run, and each cell finished is copied there "
+                   "(never replacing one)")
     _add_scale_out_arguments(p)
     p.set_defaults(func=_study, parser=p)
+
+
+# --- example model ----------------------------------------------------------------------------
+
+def _example_model(args: argparse.Namespace) -> int:
+    import time
+
+    from xr0lab.example.build import QUICK, build
+    from xr0lab.example.train import ExampleSettings
+    from xr0lab.workspace.threads import set_threads
+
+    set_threads(args.threads)
+    settings = QUICK if args.quick else ExampleSettings()
+    out = args.out or (_scratch("example_model") if args.quick else None)
+    if out is None:
+        from xr0lab.example.load import example_dir
+        out = example_dir()
+    run_dir = args.run_dir or (out.with_name(out.name + ".run") if args.quick
+                               else __import__("pathlib").Path("runs/example_model"))
+    start = time.perf_counter()
+    try:
+        record = build(out, settings, run_dir=run_dir, episodes=8 if args.quick else args.episodes,
+                       probe_samples=64 if args.quick else 2048, overwrite=args.overwrite,
+                       progress=not args.no_progress)
+    except (FileExistsError, ValueError) as e:
+        return _fail("example-model build", e)
+    s = record["success"]
+    print(f"example-model build: {time.perf_counter() - start:.0f} s -> {out}")
+    for mode, rows in s.items():
+        cells = ", ".join(f"{k} {v['success_plain']:.3f}" for k, v in rows.items())
+        print(f"  {mode}: plain success {cells}; goal probe R^2 "
+              f"{record['goal_probe'][mode]['r2']:.3f}")
+    return 0
+
+
+def _scratch(name: str):
+    from xr0lab.workspace.paths import scratch_dir
+
+    return scratch_dir(name)
+
+
+def _add_example_model_commands(sub) -> None:
+    from pathlib import Path
+
+    p = sub.add_parser("example-model", help="build the trained tiny XR-0 (data/example_model)",
+                       description="Train the real tiny XR-0 preset on DynReach in XR-0's three "
+                       "stages, store the release and xr0-async checkpoints (bf16, released "
+                       "format) and measure them (docs/example_model.md). About 1-2 hours on "
+                       "one core; --quick runs the same code in seconds, into a scratch folder.")
+    p.add_argument("action", choices=("build",))
+    p.add_argument("--quick", action="store_true", help="a seconds-long run of the same code")
+    p.add_argument("--out", type=Path, help="default data/example_model (quick: a scratch dir)")
+    p.add_argument("--run-dir", type=Path, help="training checkpoints (resumable); default "
+                   "runs/example_model")
+    p.add_argument("--episodes", type=_positive_int, default=256,
+                   help="test episodes per (checkpoint, scenario, delay)")
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_example_model)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency_commands(sub)
     _add_dynreach_commands(sub)
     _add_study_commands(sub)
+    _add_example_model_commands(sub)
     _add_repository_commands(sub)
     return parser
 

@@ -155,3 +155,56 @@ def test_protocol_renders_from_the_pilot_and_is_never_rewritten(tmp_path):
     path = write_protocol(_pilot(10), tmp_path / "protocol.md")
     with pytest.raises(FileExistsError, match="never rewritten"):
         write_protocol(_pilot(10), path)
+
+
+def test_committed_cells_are_adopted_published_and_never_replaced(v2ci, tmp_path):
+    from xr0lab.dynreach.study import adopt_cells, publish_cells, run_study
+    from xr0lab.dynreach.sweep import RunDirMismatch
+
+    run, _ = v2ci
+    if not (run / "config.json").exists():
+        pytest.skip("needs the end-to-end test's run directory")
+    cfg = study_preset("v2ci")
+    committed = tmp_path / "committed"
+    assert publish_cells(run, committed) == [f"{a}_seed0" for a in sorted(cfg.arms)]
+    assert publish_cells(run, committed) == []           # already there: nothing replaced
+    # A fresh checkout resumes from the committed cells: nothing is trained or recomputed.
+    fresh = tmp_path / "fresh"
+    run_study(cfg, run_dir=fresh, progress=False, order="seed", cells_dir=committed)
+    for a in cfg.arms:
+        assert cell_path(fresh, a, 0).read_bytes() == cell_path(run, a, 0).read_bytes()
+    assert not (fresh / "seed0").exists()                 # no stage A ran
+    # A cell the run directory holds is kept, not replaced by the committed one.
+    mark = cell_path(fresh, "A1", 0)
+    mark.write_text(mark.read_text().replace('"arm"', '"arm" ', 1))
+    assert adopt_cells(committed, fresh) == []
+    assert '"arm" ' in mark.read_text()
+    # Cells of another configuration are refused before anything is copied.
+    other = tmp_path / "other"
+    other.mkdir()
+    theirs = json.loads((committed / "config.json").read_text())
+    theirs["train"]["stage_b_steps"] = 999
+    (other / "config.json").write_text(json.dumps(theirs))
+    (other / "A9_seed0.json").write_text("{}")
+    with pytest.raises(RunDirMismatch, match="stage_b_steps"):
+        adopt_cells(other, fresh)
+    assert not (fresh / "cells" / "A9_seed0.json").exists()
+
+
+def test_seed_order_takes_whole_seeds_in_turn():
+    from xr0lab.dynreach.study import plan_groups
+
+    cfg = study_preset("confirm")
+    todo = [c for c in cfg.cells() if c != ("A3", 1000)]
+    groups = plan_groups(todo, cfg.seeds, "seed", max_cells=10)
+    assert [g[0][1] for g in groups] == [1000, 1001]
+    assert groups[0] == [("A5", 1000), ("A1", 1000), ("A6", 1000), ("A7", 1000),
+                         ("A3replan", 1000), ("A0", 1000), ("A2", 1000), ("A4", 1000)]
+    assert groups[1] == [("A3", 1001), ("A5", 1001)]
+    # A0, A2 and A4 stay on their first 5 seeds whatever the order.
+    everything = plan_groups(todo, cfg.seeds, "seed")
+    assert ("A0", 1005) not in [c for g in everything for c in g]
+    assert sum(len(g) for g in everything) == len(todo) == 74
+    assert plan_groups(todo, cfg.seeds, "arm") == [todo]
+    with pytest.raises(ValueError, match="order must be"):
+        plan_groups(todo, cfg.seeds, "random")

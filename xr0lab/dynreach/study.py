@@ -220,29 +220,114 @@ def default_study_dir(name: str) -> Path:
     return repo_root() / "runs" / "dynreach_v2" / name
 
 
+def adopt_cells(cells_dir: Path | str, run_dir: Path | str) -> list[str]:
+    """Copy the finished cells of a committed cells directory (`<arm>_seed<S>.{json,safetensors}`
+    beside its `config.json`) into `run_dir/cells`, so a fresh checkout resumes instead of
+    recomputing them. The two configurations must match (else `RunDirMismatch`, nothing copied);
+    a cell the run directory already holds is kept, never replaced. Returns the adopted names."""
+    import json
+    import shutil
+
+    from xr0lab.dynreach.sweep import RunDirMismatch, _differences
+
+    cells_dir, run_dir = Path(cells_dir), Path(run_dir)
+    theirs_path, mine_path = cells_dir / "config.json", run_dir / "config.json"
+    if not theirs_path.exists():
+        return []
+    theirs, mine = (json.loads(p.read_text()) for p in (theirs_path, mine_path))
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("arms", "seeds")}  # noqa: E731
+    diff = _differences(strip(theirs), strip(mine))
+    if diff:
+        raise RunDirMismatch(f"{theirs_path} belongs to another configuration than {mine_path} "
+                             "(nothing was copied):\n  " + "\n  ".join(diff))
+    (run_dir / "cells").mkdir(parents=True, exist_ok=True)
+    adopted = []
+    for js in sorted(cells_dir.glob("*_seed*.json")):
+        target = run_dir / "cells" / js.name
+        if target.exists():
+            continue
+        shutil.copy2(js.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
+        shutil.copy2(js, target)   # the JSON last: its existence means the cell is complete
+        adopted.append(js.stem)
+    return adopted
+
+
+def publish_cells(run_dir: Path | str, cells_dir: Path | str) -> list[str]:
+    """Copy finished cells of `run_dir` that `cells_dir` lacks into it (with the run's
+    config.json if it has none); a cell already there is never replaced. Returns the names."""
+    import shutil
+
+    run_dir, cells_dir = Path(run_dir), Path(cells_dir)
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    if not (cells_dir / "config.json").exists():
+        shutil.copy2(run_dir / "config.json", cells_dir / "config.json")
+    published = []
+    for js in sorted((run_dir / "cells").glob("*_seed*.json")):
+        target = cells_dir / js.name
+        if target.exists():
+            continue
+        shutil.copy2(js.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
+        shutil.copy2(js, target)
+        published.append(js.stem)
+    return published
+
+
+def plan_groups(todo: Sequence[tuple[str, int]], seeds: Sequence[int], order: str = "arm",
+                max_cells: int | None = None) -> list[list[tuple[str, int]]]:
+    """The missing (arm, seed) cells `todo` (arm-major) as the groups a run takes in turn.
+
+    >>> todo = [("A3", 1), ("A3", 2), ("A5", 1), ("A5", 2)]
+    >>> plan_groups(todo, (1, 2))
+    [[('A3', 1), ('A3', 2), ('A5', 1), ('A5', 2)]]
+    >>> plan_groups(todo, (1, 2), "seed", max_cells=3)
+    [[('A3', 1), ('A5', 1)], [('A3', 2)]]
+    """
+    if order not in ("arm", "seed"):
+        raise ValueError(f"order must be 'arm' or 'seed', got {order!r}")
+    todo = list(todo)
+    if order == "seed":
+        todo.sort(key=lambda c: list(seeds).index(c[1]))   # stable: arm order kept in a seed
+    if max_cells is not None:
+        todo = todo[:max_cells]
+    if order == "arm":
+        return [todo] if todo else []
+    return [[c for c in todo if c[1] == s] for s in dict.fromkeys(s for _, s in todo)]
+
+
 def run_study(config: StudyConfig, *, run_dir: Path | str | None = None, workers: int = 1,
               threads: int = 1, progress: bool = True, executor: str = "local",
-              address: str | None = None, max_cells: int | None = None) -> dict:
+              address: str | None = None, max_cells: int | None = None,
+              order: str = "arm", cells_dir: Path | str | None = None) -> dict:
     """Run (or resume) the study's missing cells, then analyse every finished one; returns the
     results dict (also written to <run_dir>/results.json). Finished cells are skipped, never
-    recomputed; `max_cells` stops after that many new cells."""
+    recomputed; `max_cells` stops after that many new cells.
+
+    order "arm" runs every seed's stage A first, then the cells arm by arm; "seed" takes one
+    seed at a time (its stage A, then its cells in arm order), so a sitting that stops early
+    leaves whole seeds. `cells_dir` (e.g. data/dynreach_v2/confirm_cells): its cells are adopted
+    before the run (`adopt_cells`) and every cell this run finishes is copied there, seed by
+    seed in seed order (`publish_cells`)."""
     from xr0lab.dynreach.executors import Unit, check_executor, run_units
     from xr0lab.dynreach.sweep import check_run_config
 
+    plan_groups([], config.seeds, order)   # checks `order` before anything is written
     check_executor(executor, address)
     run_dir = Path(run_dir or default_study_dir(config.name))
     check_run_config(run_dir, config, "study")
+    if cells_dir is not None:
+        adopt_cells(cells_dir, run_dir)
     t0 = time.perf_counter()
     todo = [(a, s) for a, s in config.cells() if not cell_path(run_dir, a, s).exists()]
-    if max_cells is not None:
-        todo = todo[:max_cells]
-    seeds = sorted({s for _, s in todo})
-    run_units([("stage A", [Unit(stage_a_unit, (str(run_dir), s, config, threads))
-                            for s in seeds]),
-               ("cells", [Unit(cell_unit, (str(run_dir), a, s, config, threads))
-                          for a, s in todo])],
-              workers=workers, executor=executor, address=address, threads=threads,
-              progress=progress)
+    for group in plan_groups(todo, config.seeds, order, max_cells):
+        seeds = list(dict.fromkeys(s for _, s in group))
+        run_units([("stage A", [Unit(stage_a_unit, (str(run_dir), s, config, threads))
+                                for s in seeds]),
+                   ("cells", [Unit(cell_unit, (str(run_dir), a, s, config, threads))
+                              for a, s in group])],
+                  workers=workers, executor=executor, address=address, threads=threads,
+                  progress=progress)
+        if cells_dir is not None:
+            publish_cells(run_dir, cells_dir)
     results = analyse(load_cells(run_dir, config), config,
                       meta={"wall_s": time.perf_counter() - t0, "workers": workers,
                             "threads": threads, "executor": executor})

@@ -104,7 +104,7 @@ def _optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
                              betas=(0.9, 0.95))
 
 
-def _generator(*key: int) -> torch.Generator:
+def step_generator(*key: int) -> torch.Generator:
     seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0])
     return torch.Generator().manual_seed(seed % (2 ** 63))
 
@@ -161,7 +161,7 @@ def _progress(total: int, desc: str, initial: int, enabled: bool):
                     mininterval=2.0)
 
 
-def _run_loop(*, path: Path, steps: int, params, lr: float, settings: TrainSettings,
+def run_loop(*, path: Path, steps: int, params, lr: float, settings: TrainSettings,
               loss_fn: Callable[[int], torch.Tensor], state: Callable[[], dict],
               load: Callable[[dict], None], desc: str, progress: bool,
               stop: Callable[[int], tuple[bool, dict]] | None = None,
@@ -249,9 +249,9 @@ def train_stage_a(run_dir: Path | str, seed: int, cfg: Tier0Config, settings: Tr
         ctx = model.context(b)
         return model.expert.flow_loss(ctx, normalise_actions(b["actions"], A), mask,
                                       normalise_state(b["state"], A), prefix_length=0,
-                                      generator=_generator(seed, 0xA, step)).loss
+                                      generator=step_generator(seed, 0xA, step)).loss
 
-    out = _run_loop(path=path, steps=settings.stage_a_steps, params=model.parameters(),
+    out = run_loop(path=path, steps=settings.stage_a_steps, params=model.parameters(),
                     lr=settings.lr_a, settings=settings, loss_fn=loss_fn,
                     state=model.state_dict, load=model.load_state_dict,
                     desc=f"stage A seed {seed}", progress=progress,
@@ -339,7 +339,7 @@ def train_stage_b(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
         i = torch.as_tensor(rng.integers(0, M, B))
         with torch.no_grad():
             ctx = model.encoder.context(cache["features"][i].float(), cache["mask"][i])
-        g = _generator(seed, 0xB, step)
+        g = step_generator(seed, 0xB, step)
         # No-prefix arms draw no prefix length (p = 0 always) but take the same steps.
         p = None if arm.train_prefix else 0
         return expert.flow_loss(ctx, cache["actions"][i], mask, cache["state"][i],
@@ -348,7 +348,7 @@ def train_stage_b(run_dir: Path | str, seed: int, arm: Arm, cfg: Tier0Config,
     def state() -> dict:
         return expert.state_dict()
 
-    out = _run_loop(path=path, steps=settings.stage_b_steps, params=expert.parameters(),
+    out = run_loop(path=path, steps=settings.stage_b_steps, params=expert.parameters(),
                     lr=settings.lr_b, settings=settings, loss_fn=loss_fn, state=state,
                     load=expert.load_state_dict, desc=f"stage B {arm.training_key} s{seed}",
                     progress=progress)
