@@ -146,3 +146,101 @@ def test_plots_and_static_widgets(tiny_async_model, example_inputs, contexts):
     assert all(isinstance(f, Figure) for f in figs)
     assert plt.get_fignums() == []  # nothing left open in pyplot
     assert not widgets.has_frontend()
+
+
+def test_zero_and_swap_restricted_to_the_image_tokens(contexts):
+    a, b = contexts
+    image = a.image_token_mask                       # (B, L): the image columns only
+    j = a.vlm_layers[2]
+    z = interventions.zero_kv(a, [j], tokens=image)
+    sel = image[:, None, :, None].expand_as(a.keys[2])
+    assert (z.keys[2][sel] == 0).all() and (z.values[2][sel] == 0).all()
+    assert torch.equal(z.keys[2][~sel], a.keys[2][~sel])      # text columns untouched
+    assert z.keys[0] is a.keys[0]
+    s = interventions.swap_kv(a, b, [j], tokens=image[0])     # (L,) works for every sample
+    assert torch.equal(s.values[2][sel], b.values[2][sel])
+    assert torch.equal(s.values[2][~sel], a.values[2][~sel])
+    with pytest.raises(ValueError, match="tokens must be"):
+        interventions.zero_kv(a, tokens=torch.ones(3, dtype=torch.bool))
+
+
+def test_kv_variants_names_and_layers(contexts):
+    a, b = contexts
+    built = interventions.kv_variants(a, other=b, kinds=("swap", "zero"), vlm_layers=[5, 7],
+                                      tokens=a.image_token_mask)
+    assert list(built) == ["swap:5", "swap:7", "swap:all", "zero:5", "zero:7", "zero:all"]
+    meta, ctx = built["zero:all"]
+    assert meta == {"kind": "zero", "vlm_layer": "all"}
+    untouched = [i for i, j in enumerate(a.vlm_layers) if j not in (5, 7)]
+    assert all(ctx.keys[i] is a.keys[i] for i in untouched)
+    with pytest.raises(ValueError, match="needs `other`"):
+        interventions.kv_variants(a, kinds=("swap",))
+    with pytest.raises(KeyError, match="keep_all_layers"):
+        interventions.kv_variants(a, kinds=("zero",), vlm_layers=[0])
+
+
+def test_mass_per_action_rows(tiny_async_model, example_inputs, contexts):
+    p, w = 3, tiny_async_model.config.mode.window
+    _, cache = tiny_async_model.run_with_cache(
+        **example_inputs, seed=0, prefix=torch.randn(2, 30, 32), prefix_length=p,
+        names_filter="dit.layers.*.attn.hook_pattern")
+    layout = TokenLayout(90, 30, p)
+    rows = attention.mass_per_action(cache, layout, "prefix")
+    assert rows.shape == (5, 4, 2, 4, 30)
+    assert (rows[..., p + w:] == 0).all()             # beyond the band edge: exactly nothing
+    assert (rows[..., p:p + w] > 0).all()
+    mass = attention.attention_mass(cache, layout)
+    prefix = mass.mass[..., mass.segments.index("prefix")]
+    torch.testing.assert_close(rows[..., p:].mean(-1), prefix)
+    img = attention.mass_per_action(cache, layout, "vlm_image", contexts[0].image_token_mask)
+    assert (img > 0).all()
+    with pytest.raises(ValueError, match="unknown segment"):
+        attention.mass_per_action(cache, layout, "vlm_image")   # needs the image mask
+
+
+def test_step_sweep_distance_to_labels(tiny_model, contexts, example_inputs):
+    a, _ = contexts
+    noise = torch.randn(2, 30, 32)
+    labels = torch.zeros(2, 30, 32)
+    records = flow_steps.step_sweep(tiny_model, a, example_inputs["state"],
+                                    example_inputs["action_mask"], noise=noise, steps=(2,),
+                                    methods=("euler",), reference_steps=4,
+                                    reference_method="euler", labels=labels)
+    acts = _sample(tiny_model, a, example_inputs, noise, num_steps=2)
+    expected = interventions.chunk_distance(acts, labels, example_inputs["action_mask"]).mean()
+    assert records[0]["l2_label"] == pytest.approx(float(expected))
+
+
+def test_new_plots_of_attention_and_interventions(tiny_async_model, example_inputs, contexts):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from xr0lab.plots import interventions as intervention_plots
+    from xr0lab.plots.segments import SEGMENT_COLOURS
+
+    _, cache = tiny_async_model.run_with_cache(
+        **example_inputs, seed=0, prefix=torch.randn(2, 30, 32), prefix_length=3,
+        names_filter="dit.layers.*.attn.hook_pattern")
+    layout = TokenLayout(90, 30, 3)
+    mass = attention.attention_mass(cache, layout, contexts[0].image_token_mask)
+    fig = attention_plots.plot_attention_mass_by_step(mass)
+    bars = fig.axes[0].patches          # layer 0: steps x segments, stacked per segment
+    from matplotlib.colors import to_hex
+    assert to_hex(bars[0].get_facecolor()) == to_hex(SEGMENT_COLOURS["vlm_image"])
+    heights = np.array([b.get_height() for b in bars]).reshape(len(mass.segments), 5)
+    np.testing.assert_allclose(heights.sum(0), 1.0, atol=1e-5)   # each step's bar sums to 1
+    rows = attention.mass_per_action(cache, layout, "prefix")
+    fig = attention_plots.plot_mass_per_action_by_layer({"band": rows}, mass.layers,
+                                                        prefix_length=3, window=4)
+    assert len(fig.axes) == 5
+    curve = fig.axes[0].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(curve, rows.mean(dim=(0, 1, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
+    records = [{"kind": "intact", "vlm_layer": None, "angle_own": 10.0, "angle_far": 100.0},
+               {"kind": "swap", "vlm_layer": 7, "angle_own": 80.0, "angle_far": 20.0}]
+    fig = intervention_plots.plot_kv_target_effects(records, ["own", "far"])
+    assert [b.get_height() for b in fig.axes[1].patches] == [20.0]
+    assert fig.axes[0].get_lines()[0].get_ydata()[0] == 10.0   # the intact reference
+    fig = flow_plots.plot_step_sweep([{"method": "euler", "steps": 1, "evaluations": 1, "l2": 1.0,
+                                       "l2_label": 2.0}], x="steps", value="l2_label", log=False)
+    assert fig.axes[0].get_lines()[0].get_ydata().tolist() == [2.0]
+    assert plt.get_fignums() == []

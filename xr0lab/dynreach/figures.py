@@ -26,26 +26,33 @@ def arm_label(arm: str) -> str:
 
 
 def plot_masks(chunk: int = 16, prefix: int = 4, windows: Sequence[int] = (1, 2, 4, 8)):
-    """The action-action masks: full, causal, Λ band for several w, hard block (p = prefix)."""
+    """The action-action masks: full, causal, Λ band for several w, hard block (p = prefix), in
+    the shared segment colours (`xr0lab.plots.segments`): a cell that may attend has its key's
+    colour (clean prefix or noisy action), a masked cell is near-white."""
     from xr0lab.model.masks import action_attention_mask
+    from xr0lab.plots.segments import (BOUNDARY_COLOUR, mask_segment_index, segment_cmap,
+                                       segment_legend)
 
     panels = [("full (A3)", action_attention_mask(chunk, "full")),
               ("causal (A4, release)", action_attention_mask(chunk, "causal"))]
     panels += [(f"Λ band w={w} (A5)", action_attention_mask(chunk, "band", w)) for w in windows]
     panels.append((f"hard block w=4, p={prefix} (A6)",
                    action_attention_mask(chunk, "hard_block", 4, prefix)))
-    fig, axes = new_figure(1, len(panels), size=(2.3 * len(panels), 2.7))
+    fig, axes = new_figure(1, len(panels), size=(2.3 * len(panels), 3.1))
     axes = axes[0]
+    columns = ["prefix"] * prefix + ["noisy"] * (chunk - prefix)
+    cmap, norm = segment_cmap()
     for ax, (title, m) in zip(axes, panels):
-        ax.imshow(m.numpy(), cmap="Greys", vmin=0, vmax=1.3)
-        ax.axhline(prefix - 0.5, color="tab:red", lw=0.8)
-        ax.axvline(prefix - 0.5, color="tab:red", lw=0.8)
+        ax.imshow(mask_segment_index(m, columns), cmap=cmap, norm=norm, interpolation="nearest")
+        ax.axhline(prefix - 0.5, color=BOUNDARY_COLOUR, lw=0.8)
+        ax.axvline(prefix - 0.5, color=BOUNDARY_COLOUR, lw=0.8)
         ax.set_title(title, fontsize=8)
         ax.set_xticks([]), ax.set_yticks([])
     axes[0].set_ylabel("query action i")
-    fig.suptitle(f"action-action masks (black = may attend; red lines: prefix p={prefix})",
-                 fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"action-action masks (coloured = may attend, by key; red lines: prefix "
+                 f"p={prefix})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    segment_legend(fig, ("prefix", "noisy"), loc="lower center", ncol=3)
     return fig
 
 

@@ -30,6 +30,36 @@ def answer_text(goal: np.ndarray) -> list[str]:
     return ["(%02d,%02d)" % (x, y) for x, y in g]
 
 
+class GoalReadout(torch.nn.Module):
+    """Stage 1's auxiliary read-out: per paired VLM layer, a linear map from the values at the
+    image positions (exactly what the DiT attends to there) to the target's position in [-1, 1].
+
+    A standard auxiliary loss, not part of XR-0 and not part of the checkpoint: it gives the
+    vision path a direct signal where the flow loss alone gives a faint one (docs/example_model.md
+    §3), and is dropped after stage 1.
+    """
+
+    PREFIX = "goal_readout."
+
+    def __init__(self, num_layers: int, features: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(features, 2) for _ in range(num_layers))
+
+    @classmethod
+    def for_model(cls, model, image_size: int) -> "GoalReadout":
+        vlm = model.config.vlm
+        tokens = (image_size // 32) ** 2
+        return cls(model.config.dit.num_layers, tokens * vlm.num_kv_heads * vlm.head_dim)
+
+    def loss(self, context, goal: np.ndarray) -> torch.Tensor:
+        mask = context.image_token_mask                                  # (B, L)
+        b = int(mask.shape[0])
+        target = torch.as_tensor(2.0 * np.asarray(goal, np.float32) - 1.0)
+        errors = [((head(v.transpose(1, 2)[mask].reshape(b, -1)) - target) ** 2).mean()
+                  for head, v in zip(self.heads, context.values)]
+        return torch.stack(errors).mean()
+
+
 class GroundingTask:
     def __init__(self) -> None:
         from xr0lab.io.examples import example_processor

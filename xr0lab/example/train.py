@@ -39,7 +39,7 @@ from xr0lab.dynreach.instructions import INSTRUCTIONS
 from xr0lab.dynreach.policies import normalise_actions, pad_dims
 from xr0lab.dynreach.train import TrainSettings, read_checkpoint, run_loop, step_generator, \
     write_checkpoint, write_json
-from xr0lab.example.grounding import GroundingTask
+from xr0lab.example.grounding import GoalReadout, GroundingTask
 from xr0lab.example.inputs import robot_inputs
 
 STAGES = ("stage1", "stage2", "stage3")
@@ -57,8 +57,8 @@ class ExampleSettings:
     chunk_length: int = 30
     batch_size: int = 64
     stage1_steps: int = 3000
-    stage2_steps: int = 600
-    stage3_steps: int = 1000
+    stage2_steps: int = 400
+    stage3_steps: int = 600
     lr_stage1: float = 1e-3
     lr_stage2: float = 3e-4
     lr_stage3: float = 3e-4
@@ -67,6 +67,7 @@ class ExampleSettings:
     grad_clip: float = 1.0
     checkpoint_every: int = 250
     grounding_weight: float = 0.0      # stage 1 only; 0 switches the grounding batch off
+    goal_readout_weight: float = 1.0   # stage 1 only: the auxiliary goal read-out (GoalReadout)
     # Stage 1 stops early once validation plain success at d = 0 reaches `gate_target` in both
     # scenarios (checked every `gate_every` steps on `gate_episodes` validation episodes each).
     gate_target: float = 0.97
@@ -159,15 +160,26 @@ def _finished(run_dir: Path, stage: str) -> dict | None:
 
 def _train_stage(model, data, settings: ExampleSettings, run_dir: Path, stage: str, *,
                  params, lr: float, steps: int, progress: bool,
-                 grounding: GroundingTask | None = None, gate: bool = False) -> dict:
+                 grounding: GroundingTask | None = None, gate: bool = False,
+                 readout: GoalReadout | None = None) -> dict:
     k = STAGES.index(stage) + 1
-    parts: dict[str, list[float]] = {"flow": [], "grounding": []}
+    parts: dict[str, list[float]] = {"flow": [], "grounding": [], "goal_readout": []}
 
     def loss_fn(step: int) -> torch.Tensor:
-        inputs, actions, _ = flow_batch(model, data, settings, k, step)
+        inputs, actions, idx = flow_batch(model, data, settings, k, step)
         g = step_generator(settings.seed, k, step)
-        loss = model.compute_loss(**inputs, actions=actions, generator=g).loss
-        parts["flow"].append(float(loss.detach()))
+        if readout is None:
+            loss = model.compute_loss(**inputs, actions=actions, generator=g).loss
+            parts["flow"].append(float(loss.detach()))
+        else:
+            context = model.prefill(inputs["input_ids"], inputs["attention_mask"],
+                                    inputs["pixel_values"], inputs["image_grid_thw"])
+            loss = model.flow_loss(context, actions, inputs["action_mask"], inputs["state"],
+                                   generator=g).loss
+            parts["flow"].append(float(loss.detach()))
+            rl = readout.loss(context, data.goal[idx])
+            parts["goal_readout"].append(float(rl.detach()))
+            loss = loss + settings.goal_readout_weight * rl
         if grounding is not None and settings.grounding_weight:
             idx = _batch_rng(settings, 10 + k, step).integers(0, len(data), settings.batch_size)
             gl = grounding.loss(model, data, idx, settings.image_size)
@@ -183,9 +195,21 @@ def _train_stage(model, data, settings: ExampleSettings, run_dir: Path, stage: s
             print(f"  {stage} step {step}: validation plain success {record}", flush=True)
         return min(record[sc] for sc in settings.scenarios) >= settings.gate_target, record
 
+    def state() -> dict:
+        extra = {} if readout is None else {GoalReadout.PREFIX + n: t.detach().clone()
+                                            for n, t in readout.state_dict().items()}
+        return {**_state(model), **extra}
+
+    def load(sd: dict) -> None:
+        p = GoalReadout.PREFIX
+        model.load_state_dict({n: t for n, t in sd.items() if not n.startswith(p)})
+        if readout is not None:
+            readout.load_state_dict({n[len(p):]: t for n, t in sd.items() if n.startswith(p)})
+
+    if readout is not None:
+        params = [*params, *readout.parameters()]
     out = run_loop(path=stage_path(run_dir, stage), steps=steps, params=params, lr=lr,
-                   settings=settings.loop_settings(), loss_fn=loss_fn,
-                   state=lambda: _state(model), load=model.load_state_dict,
+                   settings=settings.loop_settings(), loss_fn=loss_fn, state=state, load=load,
                    desc=f"example model {stage}", progress=progress,
                    stop=check if gate else None, stop_every=settings.gate_every if gate else None)
     record = {"model": _state(model), "losses": out["losses"], "wall_s": out["wall_s"],
@@ -211,42 +235,30 @@ def train_example(settings: ExampleSettings = ExampleSettings(), run_dir: Path |
     records: dict[str, dict] = {}
     model = build_model(settings, "release")
 
-    # Stage 1: VLM (embedding frozen) and DiT together.
-    rec = _finished(run_dir, "stage1")
-    if rec is None:
-        grounding = GroundingTask() if settings.grounding_weight else None
-        model.train()
-        rec = _train_stage(model, data, settings, run_dir, "stage1", params=_trainable(model),
-                           lr=settings.lr_stage1, steps=settings.stage1_steps,
-                           progress=progress, grounding=grounding, gate=True)
-    model.load_state_dict(rec["model"])
-    records["stage1"] = rec
+    def stage(model, name: str, lr: float, steps: int, **kwargs):
+        """Train stage `name` of `model` (or read it back if finished); the model, in eval."""
+        rec = _finished(run_dir, name)
+        if rec is None:
+            model.train()
+            rec = _train_stage(model, data, settings, run_dir, name, params=_trainable(model),
+                               lr=lr, steps=steps, progress=progress, **kwargs)
+        model.load_state_dict(rec["model"])
+        records[name] = rec
+        return model.eval()
 
+    # Stage 1: VLM (embedding frozen) and DiT together, until the gate or the step budget.
+    stage(model, "stage1", settings.lr_stage1, settings.stage1_steps, gate=True,
+          grounding=GroundingTask() if settings.grounding_weight else None,
+          readout=_readout(model, settings))
     # Stage 2: the VLM frozen, the DiT (projectors, timestep path, sink) trains.
-    rec = _finished(run_dir, "stage2")
-    if rec is None:
-        model.vlm.requires_grad_(False)
-        model.train()
-        rec = _train_stage(model, data, settings, run_dir, "stage2",
-                           params=_trainable(model), lr=settings.lr_stage2,
-                           steps=settings.stage2_steps, progress=progress)
-    model.load_state_dict(rec["model"])
-    records["stage2"] = rec
-    release = model.eval()
-
+    model.vlm.requires_grad_(False)
+    release = stage(model, "stage2", settings.lr_stage2, settings.stage2_steps)
     # Stage 3: xr0-async post-training of the DiT from the stage-2 weights.
     post = build_model(settings, "xr0-async")
-    post.load_state_dict(rec["model"])
-    rec = _finished(run_dir, "stage3")
-    if rec is None:
-        post.vlm.requires_grad_(False)
-        post.train()
-        rec = _train_stage(post, data, settings, run_dir, "stage3",
-                           params=_trainable(post), lr=settings.lr_stage3,
-                           steps=settings.stage3_steps, progress=progress)
-    post.load_state_dict(rec["model"])
-    records["stage3"] = rec
-    return {"release": release, "xr0-async": post.eval(),
+    post.load_state_dict(records["stage2"]["model"])
+    post.vlm.requires_grad_(False)
+    post = stage(post, "stage3", settings.lr_stage3, settings.stage3_steps)
+    return {"release": release, "xr0-async": post,
             "records": {k: {"losses": v["losses"], "wall_s": v["wall_s"], "steps": v["steps"],
                             "checks": v.get("checks", []), "parts": v.get("parts", {})}
                         for k, v in records.items()}}
@@ -262,8 +274,17 @@ def stage1_losses(settings: ExampleSettings, steps: int, run_dir: Path | str) ->
     grounding = GroundingTask() if settings.grounding_weight else None
     rec = _train_stage(model, training_data(settings), settings, Path(run_dir), "stage1",
                        params=_trainable(model), lr=settings.lr_stage1, steps=steps,
-                       progress=False, grounding=grounding)
+                       progress=False, grounding=grounding, readout=_readout(model, settings))
     return rec["losses"]
+
+
+def _readout(model, settings: ExampleSettings) -> GoalReadout | None:
+    """Stage 1's auxiliary goal read-out, seeded apart from the model (None when its weight
+    is 0)."""
+    if not settings.goal_readout_weight:
+        return None
+    torch.manual_seed(settings.seed + 0x60A1)
+    return GoalReadout.for_model(model, settings.image_size)
 
 
 def settings_from_dict(d: dict) -> ExampleSettings:

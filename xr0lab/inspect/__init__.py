@@ -9,6 +9,8 @@ Read `hooked.py` first: `run_with_cache` / `run_with_hooks` and the rules of hoo
     attention.py      attention mass per key segment, read from cached patterns
     interventions.py  zero / mean / swap / remap of the VLM K/V in a context, and their effect
     flow_steps.py     the clean estimate over flow steps; step count and integrator sweeps
+    objective.py      the training objective's draws: flow times, prefix lengths, L1 weights
+    dynreach.py       the example model in its DynReach world: scenes, chunk paths, headings
 
 The model code (`xr0lab.model`) imports only the first four; the plots of these analyses are in
 `xr0lab.plots`.

@@ -115,6 +115,30 @@ def attention_mass(cache: Mapping[str, torch.Tensor], layout: TokenLayout,
                          queries=queries)
 
 
+def mass_per_action(cache: Mapping[str, torch.Tensor], layout: TokenLayout, segment: str,
+                    image_token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, n_layers, B, H, T) the attention mass each action row (index 0..T-1 of the chunk, the
+    prefix rows included) puts on key `segment` ("prefix", "noisy", "vlm_image", ... as in
+    `attention_mass`), per cached flow step, layer, sample and head.
+
+    This is the per-row view `attention_mass` averages away: e.g. how much a noisy action far
+    beyond the band edge p + w reads from the clean prefix (0 exactly under the Λ band).
+    """
+    segments = key_segments(layout, image_token_mask)
+    if segment not in segments:
+        raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(segments)}")
+    rows = slice(NUM_SPECIAL_TOKENS, layout.num_dit_tokens)
+    out = []
+    for pattern in cached_patterns(cache).values():
+        if pattern.shape[-1] != layout.num_keys:
+            raise ValueError(f"pattern has {pattern.shape[-1]} key columns, the layout expects "
+                             f"{layout.num_keys}")
+        col = segments[segment].to(pattern.device).float()  # (B or 1, L + S)
+        col = col.expand(pattern.shape[1], -1) if col.shape[0] == 1 else col
+        out.append(torch.einsum("nbhsk,bk->nbhs", pattern[..., rows, :].float(), col))
+    return torch.stack(out, dim=1).cpu()
+
+
 def _broadcast(segments: dict[str, torch.Tensor], batch: int) -> list[torch.Tensor]:
     return [c.expand(batch, -1) if c.shape[0] == 1 else c for c in segments.values()]
 

@@ -25,9 +25,12 @@ def step_sweep(model: Any, context: VLMContext, state: torch.Tensor, action_mask
                *, noise: torch.Tensor, steps: Iterable[int] = range(1, 21),
                methods: Sequence[str] = ("euler", "midpoint", "heun"),
                reference_steps: int = 100, reference_method: str = "heun",
+               labels: torch.Tensor | None = None,
                **sample_kwargs: Any) -> list[dict[str, Any]]:
     """Distance of the chunk to a `reference_steps`-step reference for each (method, steps), all
-    from the same noise. Records: {"method", "steps", "evaluations" (network calls), "l2"}."""
+    from the same noise. Records: {"method", "steps", "evaluations" (network calls), "l2"}, and
+    "l2_label", the distance to `labels` (B, T, A) (e.g. the expert's chunk), when given; both
+    over the dims `action_mask` keeps, averaged over the batch."""
     with torch.no_grad():
         ref = model.sample(context, state, action_mask, noise=noise, num_steps=reference_steps,
                            method=reference_method, **sample_kwargs)
@@ -36,6 +39,11 @@ def step_sweep(model: Any, context: VLMContext, state: torch.Tensor, action_mask
             for n in steps:
                 acts = model.sample(context, state, action_mask, noise=noise, num_steps=n,
                                     method=method, **sample_kwargs)
-                out.append({"method": method, "steps": n, "evaluations": n * EVALUATIONS_PER_STEP[method],
-                            "l2": float(chunk_distance(acts, ref, action_mask).mean())})
+                rec = {"method": method, "steps": n,
+                       "evaluations": n * EVALUATIONS_PER_STEP[method],
+                       "l2": float(chunk_distance(acts, ref, action_mask).mean())}
+                if labels is not None:
+                    rec["l2_label"] = float(chunk_distance(acts, labels.to(acts.device),
+                                                           action_mask).mean())
+                out.append(rec)
     return out

@@ -29,26 +29,49 @@ def _entries(context: VLMContext, vlm_layers: Iterable[int] | None) -> list[int]
     return [i for i, j in enumerate(context.vlm_layers) if j in wanted]
 
 
+def _token_selector(context: VLMContext, tokens: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, 1, L, 1) bool selector of the prompt columns an edit touches (None: all of them)."""
+    if tokens is None:
+        return None
+    sel = torch.as_tensor(tokens).bool()
+    if sel.dim() == 1:
+        sel = sel[None].expand(context.batch_size, -1)
+    if tuple(sel.shape) != (context.batch_size, context.prompt_length):
+        raise ValueError(f"tokens must be (L,) or (B, L) = ({context.batch_size}, "
+                         f"{context.prompt_length}), got {tuple(sel.shape)}")
+    return sel[:, None, :, None]
+
+
 def _edit(context: VLMContext, entries: list[int], parts: Parts,
-          fn: Callable[[int, str, torch.Tensor], torch.Tensor]) -> VLMContext:
+          fn: Callable[[int, str, torch.Tensor], torch.Tensor],
+          tokens: torch.Tensor | None = None) -> VLMContext:
     if parts not in get_args(Parts):
         raise ValueError(f"parts must be 'kv', 'k' or 'v', got {parts!r}")
+    sel = _token_selector(context, tokens)
     keys, values = list(context.keys), list(context.values)
+
+    def apply(i: int, part: str, x: torch.Tensor) -> torch.Tensor:
+        new = fn(i, part, x)
+        return new if sel is None else torch.where(sel.to(x.device), new.to(x.dtype), x)
+
     for i in entries:
         if "k" in parts:
-            keys[i] = fn(i, "k", keys[i])
+            keys[i] = apply(i, "k", keys[i])
         if "v" in parts:
-            values[i] = fn(i, "v", values[i])
+            values[i] = apply(i, "v", values[i])
     return context.replace(keys=tuple(keys), values=tuple(values))
 
 
 def zero_kv(context: VLMContext, vlm_layers: Iterable[int] | None = None, *,
-            parts: Parts = "kv") -> VLMContext:
-    """A new context whose K and/or V from `vlm_layers` (VLM layer ids; None = all) are zero.
+            parts: Parts = "kv", tokens: torch.Tensor | None = None) -> VLMContext:
+    """A new context whose K and/or V from `vlm_layers` (VLM layer ids; None = all) are zero,
+    at the prompt columns `tokens` selects ((L,) or (B, L) bool, e.g. `context.image_token_mask`
+    for the image tokens only; None = every column).
 
     Zero keys give every prompt column the same score, zero values carry nothing: together the
     prompt still takes softmax mass (it dilutes) but contributes no content."""
-    return _edit(context, _entries(context, vlm_layers), parts, lambda i, _, x: torch.zeros_like(x))
+    return _edit(context, _entries(context, vlm_layers), parts,
+                 lambda i, _, x: torch.zeros_like(x), tokens)
 
 
 def mean_kv(context: VLMContext, vlm_layers: Iterable[int] | None = None, *,
@@ -77,11 +100,14 @@ def mean_kv(context: VLMContext, vlm_layers: Iterable[int] | None = None, *,
 
 
 def swap_kv(context: VLMContext, other: VLMContext, vlm_layers: Iterable[int] | None = None, *,
-            parts: Parts = "kv") -> VLMContext:
-    """A new context with K/V of `vlm_layers` taken from `other` (another observation's context).
+            parts: Parts = "kv", tokens: torch.Tensor | None = None) -> VLMContext:
+    """A new context with K/V of `vlm_layers` taken from `other` (another observation's context),
+    at the prompt columns `tokens` selects ((L,) or (B, L) bool; None = every column).
 
     The prompt mask and positions stay `context`'s, so both must share the token layout (same
-    prompt length and padding): K carries RoPE for its own positions."""
+    prompt length and padding): K carries RoPE for its own positions. Swapping only the image
+    columns (`tokens=context.image_token_mask`) leaves the text tokens' K/V as they were, though
+    in the VLM those tokens attended to `context`'s image."""
     if other.keys[0].shape != context.keys[0].shape:
         raise ValueError(f"swap needs contexts of equal shape, got {tuple(context.keys[0].shape)} "
                          f"and {tuple(other.keys[0].shape)}")
@@ -96,7 +122,7 @@ def swap_kv(context: VLMContext, other: VLMContext, vlm_layers: Iterable[int] | 
         src = other.keys if part == "k" else other.values
         return src[other.vlm_layers.index(j)]
 
-    return _edit(context, _entries(context, vlm_layers), parts, fn)
+    return _edit(context, _entries(context, vlm_layers), parts, fn, tokens)
 
 
 def remap_context(context: VLMContext, mapping: Sequence[int]) -> VLMContext:
@@ -144,25 +170,43 @@ def intervention_effects(model: Any, context: VLMContext, variants: Mapping[str,
     return out
 
 
-def kv_layer_sweep(model: Any, context: VLMContext, state: torch.Tensor,
-                   action_mask: torch.Tensor, *, noise: torch.Tensor,
-                   other: VLMContext | None = None, kinds: Sequence[str] = ("zero", "mean", "swap"),
-                   **sample_kwargs: Any) -> list[dict[str, Any]]:
-    """The action change when each VLM layer's K/V (and then all of them) is zeroed, mean-ablated
-    or swapped with `other`'s. Records: {"kind", "vlm_layer" (or "all"), "l2", "relative"}."""
+def kv_variants(context: VLMContext, *, other: VLMContext | None = None,
+                kinds: Sequence[str] = ("zero", "mean", "swap"),
+                vlm_layers: Iterable[int] | None = None, tokens: torch.Tensor | None = None
+                ) -> dict[str, tuple[dict[str, Any], VLMContext]]:
+    """{"kind:layer": ({"kind", "vlm_layer"}, new context)} for each kind and each VLM layer of
+    `vlm_layers` (default: every layer the context holds) one at a time, then "all" of them.
+
+    kinds: "zero", "mean" (per-sample mean over the prompt) and "swap" (with `other`, another
+    observation's context). `tokens` restricts zero and swap to those prompt columns (e.g. the
+    image tokens); mean-ablation always replaces every column."""
     if "swap" in kinds and other is None:
         raise ValueError("kind 'swap' needs `other`, a context from another observation")
-    build = {"zero": lambda ls: zero_kv(context, ls), "mean": lambda ls: mean_kv(context, ls),
-             "swap": lambda ls: swap_kv(context, other, ls)}
+    build = {"zero": lambda ls: zero_kv(context, ls, tokens=tokens),
+             "mean": lambda ls: mean_kv(context, ls),
+             "swap": lambda ls: swap_kv(context, other, ls, tokens=tokens)}
     unknown = [k for k in kinds if k not in build]
     if unknown:
         raise ValueError(f"unknown kinds {unknown}; expected zero, mean or swap")
-    variants, meta = {}, {}
+    layers = list(dict.fromkeys(context.vlm_layers if vlm_layers is None else vlm_layers))
+    _entries(context, layers)  # unknown layers fail here, before any variant is built
+    out = {}
     for kind in kinds:
-        for j in [*dict.fromkeys(context.vlm_layers), "all"]:
-            key = f"{kind}:{j}"
-            variants[key] = build[kind](None if j == "all" else [j])
-            meta[key] = {"kind": kind, "vlm_layer": j}
-    records = intervention_effects(model, context, variants, state, action_mask, noise=noise,
-                                   **sample_kwargs)
-    return [{**meta[r.pop("variant")], **r} for r in records]
+        for j in [*layers, "all"]:
+            out[f"{kind}:{j}"] = ({"kind": kind, "vlm_layer": j},
+                                  build[kind](layers if j == "all" else [j]))
+    return out
+
+
+def kv_layer_sweep(model: Any, context: VLMContext, state: torch.Tensor,
+                   action_mask: torch.Tensor, *, noise: torch.Tensor,
+                   other: VLMContext | None = None, kinds: Sequence[str] = ("zero", "mean", "swap"),
+                   tokens: torch.Tensor | None = None, **sample_kwargs: Any
+                   ) -> list[dict[str, Any]]:
+    """The action change when each VLM layer's K/V (and then all of them) is zeroed, mean-ablated
+    or swapped with `other`'s (`kv_variants`; `tokens` restricts zero and swap to those prompt
+    columns). Records: {"kind", "vlm_layer" (or "all"), "l2", "relative"}."""
+    built = kv_variants(context, other=other, kinds=kinds, tokens=tokens)
+    records = intervention_effects(model, context, {k: c for k, (_, c) in built.items()}, state,
+                                   action_mask, noise=noise, **sample_kwargs)
+    return [{**built[r.pop("variant")][0], **r} for r in records]

@@ -1,13 +1,16 @@
-"""Where the DiT looks: one attention pattern on the queries-by-keys grid, and heatmaps of the
-attention mass per key segment (`xr0lab.inspect.attention.AttentionMass`).
+"""Where the DiT looks: one attention pattern on the queries-by-keys grid, heatmaps and stacked
+bars of the attention mass per key segment (`xr0lab.inspect.attention.AttentionMass`), and one
+segment's mass per action row (`xr0lab.inspect.attention.mass_per_action`). Segments are drawn
+in the shared colours of `xr0lab.plots.segments`.
 
 Axes: B batch, S = 2 + T DiT tokens, L prompt length.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from xr0lab.inspect.attention import AttentionMass
@@ -15,6 +18,7 @@ from xr0lab.model.masks import TokenLayout
 from xr0lab.plots.batch import one_sample
 from xr0lab.plots.figure import figure_axes, new_figure
 from xr0lab.plots.masks import draw_keys_by_queries
+from xr0lab.plots.segments import BOUNDARY_COLOUR, segment_colour, segment_legend
 
 
 def plot_attention_pattern(pattern: torch.Tensor, layout: TokenLayout, *, sample: int = 0,
@@ -64,4 +68,75 @@ def plot_attention_mass(mass: AttentionMass, *, rows: str | Sequence[str] = "lay
               if a != rows and not (a == "step" and step is not None)]
     where = f"mean over {', '.join(others)}, samples" + ("" if step is None else f"; step {step}")
     ax.set_title(title or f"attention mass of {mass.queries} queries\n({where})", fontsize=10)
+    return fig
+
+
+def plot_attention_mass_by_step(mass: AttentionMass, *, title: str | None = None):
+    """One panel per DiT layer: the mass of each key segment (stacked bars, shared segment
+    colours) at every flow step, averaged over samples and heads."""
+    table = mass.mean("batch", "head").numpy()  # (N, layers, G)
+    n_steps, n_layers, _ = table.shape
+    fig, axes = new_figure(1, n_layers, size=(2.6 * n_layers + 1.5, 3.0), sharey=True)
+    for li, ax in enumerate(axes[0]):
+        bottom = np.zeros(n_steps)
+        for g, name in enumerate(mass.segments):
+            ax.bar(np.arange(n_steps), table[:, li, g], bottom=bottom, width=0.8,
+                   color=segment_colour(name), label=name)
+            bottom += table[:, li, g]
+        ax.set_xticks(range(n_steps))
+        ax.set_xlabel("flow step", fontsize=8)
+        ax.set_title(f"DiT layer {mass.layers[li]}", fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel(f"attention mass of the {mass.queries} rows")
+    fig.suptitle(title or "where the DiT looks, per layer and flow step "
+                 "(mean over samples and heads)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
+    segment_legend(fig, mass.segments, masked=False, loc="center right")
+    return fig
+
+
+def plot_mass_per_action(curves: Mapping[str, Any], *, prefix_length: int,
+                         window: int | None = None, segment: str = "prefix", ax=None,
+                         title: str | None = None):
+    """Mass on key `segment` per action row, one line per label ({label: (T,)}, e.g. from
+    `mass_per_action(...).mean(...)` under two masks). The prefix rows are shaded in the
+    segment's colour; with `window`, the band edge p + w (beyond which the Λ band hides the
+    prefix) is a vertical line."""
+    fig, ax = figure_axes(ax, (6, 3.2))
+    for label, curve in curves.items():
+        c = np.asarray(torch.as_tensor(curve).float().cpu())
+        ax.plot(np.arange(len(c)), c, "o-", ms=3, lw=1.3, label=label)
+    if prefix_length:
+        ax.axvspan(-0.5, prefix_length - 0.5, color=segment_colour("prefix"), alpha=0.2,
+                   lw=0, label=f"prefix rows (p = {prefix_length})")
+    if window is not None:
+        ax.axvline(prefix_length + window - 0.5, color=BOUNDARY_COLOUR, lw=0.9, ls="--",
+                   label=f"band edge p + w = {prefix_length + window}")
+    ax.set_xlabel("action row (chunk index)")
+    ax.set_ylabel(f"attention mass on {segment}")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title or f"how much each action row reads from the {segment}", fontsize=10)
+    return fig
+
+
+def plot_mass_per_action_by_layer(per_row: Mapping[str, torch.Tensor], layers: Sequence[int], *,
+                                  prefix_length: int, window: int | None = None,
+                                  segment: str = "prefix", title: str | None = None):
+    """`plot_mass_per_action` for each DiT layer (one panel each) and their mean (first panel):
+    per_row is {label: (N, n_layers, B, H, T)} from `mass_per_action`, averaged here over flow
+    steps, samples and heads."""
+    means = {k: torch.as_tensor(v).float().mean(dim=(0, 2, 3)) for k, v in per_row.items()}
+    fig, axes = new_figure(1, len(layers) + 1, size=(3.6 * (len(layers) + 1), 3.2), sharey=True)
+    panels = [("mean over layers", {k: v.mean(0) for k, v in means.items()})]
+    panels += [(f"DiT layer {layer}", {k: v[i] for k, v in means.items()})
+               for i, layer in enumerate(layers)]
+    for ax, (name, curves) in zip(axes[0], panels):
+        plot_mass_per_action(curves, prefix_length=prefix_length, window=window, segment=segment,
+                             ax=ax, title=name)
+        if ax is not axes[0][0]:
+            ax.set_ylabel("")
+            ax.get_legend().remove()
+    fig.suptitle(title or f"attention mass on the {segment} per action row (mean over flow "
+                 "steps, samples and heads)", fontsize=10)
+    fig.tight_layout()
     return fig

@@ -81,26 +81,32 @@ def plot_convergence(distances: torch.Tensor, *, ax=None, title: str | None = No
     return fig
 
 
+VALUE_LABELS = {"l2": "L2 to reference chunk", "l2_label": "L2 to the label (expert chunk)"}
+
+
 def plot_step_sweep(records: Sequence[Mapping[str, Any]], *,
-                    x: str | Sequence[str] = ("steps", "evaluations"), ax=None,
-                    title: str | None = None):
-    """Distance to the reference chunk against `x` ("steps" and/or "evaluations", one panel each)
-    per integrator, from `xr0lab.inspect.flow_steps.step_sweep` records (log y)."""
+                    x: str | Sequence[str] = ("steps", "evaluations"), value: str = "l2",
+                    ax=None, title: str | None = None, log: bool = True):
+    """`value` ("l2": distance to the reference chunk; "l2_label": to the label) against `x`
+    ("steps" and/or "evaluations", one panel each) per integrator, from
+    `xr0lab.inspect.flow_steps.step_sweep` records (log y unless `log=False`)."""
     if not isinstance(x, str):
         fig, axes = new_figure(1, len(x), size=(4.8 * len(x), 3.3))
         for a, xx in zip(axes[0], x):
-            plot_step_sweep(records, x=xx, ax=a, title=title)
+            plot_step_sweep(records, x=xx, value=value, ax=a, title=title, log=log)
         fig.tight_layout()
         return fig
     fig, ax = figure_axes(ax, (5, 3.2))
     for method in dict.fromkeys(r["method"] for r in records):
         rs = [r for r in records if r["method"] == method]
-        ax.plot([r[x] for r in rs], [r["l2"] for r in rs], "o-", ms=3, label=method)
-    ax.set_yscale("log")
+        ax.plot([r[x] for r in rs], [r[value] for r in rs], "o-", ms=3, label=method)
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("flow steps" if x == "steps" else "network evaluations")
-    ax.set_ylabel("L2 to reference chunk")
+    ax.set_ylabel(VALUE_LABELS.get(value, value))
     ax.legend(fontsize=8)
-    ax.set_title(title or "sampler error vs. a fine reference", fontsize=10)
+    ax.set_title(title or ("sampler error vs. a fine reference" if value == "l2"
+                           else "distance to the label"), fontsize=10)
     return fig
 
 

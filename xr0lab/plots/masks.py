@@ -3,6 +3,8 @@
 The grid has the S DiT queries as rows and the L + S keys as columns, segments
 [vlm | sink | state | prefix | noisy] marked and named on both axes; the L prompt columns are
 drawn compressed. Attention patterns (`xr0lab.plots.attention`) are drawn on the same grid.
+Masks follow the shared segment colours (`xr0lab.plots.segments`): a cell that may attend has
+the colour of its key segment, a masked cell is near-white, and every mask figure has a legend.
 
 Axes: B batch, S = 2 + T DiT tokens, L prompt length.
 """
@@ -16,6 +18,8 @@ import torch
 from xr0lab.model.masks import TokenLayout
 from xr0lab.plots.batch import one_sample
 from xr0lab.plots.figure import figure_axes, new_figure
+from xr0lab.plots.segments import (BOUNDARY_COLOUR, column_segments, mask_segment_index,
+                                   segment_cmap, segment_legend)
 
 
 def _column_edges(layout: TokenLayout) -> torch.Tensor:
@@ -49,7 +53,7 @@ def _label_segments(ax, axis: str, spans: Mapping[str, tuple[float, float]]) -> 
     line = ax.axvline if axis == "x" else ax.axhline
     near: dict[str, list] = {"main": [[], []], "other": [[], []]}
     for name, (lo, hi) in spans.items():
-        line(lo, color="tab:red", lw=0.8)
+        line(lo, color=BOUNDARY_COLOUR, lw=0.8)
         centre = (lo + hi) / 2
         crowded = bool(near["main"][0]) and centre - near["main"][0][-1] < 2.5
         side = "other" if crowded else "main"
@@ -67,23 +71,40 @@ def _label_segments(ax, axis: str, spans: Mapping[str, tuple[float, float]]) -> 
 
 
 def plot_dit_mask(mask: torch.Tensor, layout: TokenLayout, *, sample: int = 0, ax=None,
-                  title: str | None = None):
+                  title: str | None = None, image_token_mask: torch.Tensor | None = None,
+                  legend: bool = True):
     """The DiT attention mask (S, L + S) (or (B, S, L + S), one sample drawn) with the segments
-    [vlm | sink | state | prefix | noisy] marked on both axes. White = may attend."""
+    [vlm | sink | state | prefix | noisy] marked on both axes. A cell that may attend has its key
+    segment's colour (`xr0lab.plots.segments`), a masked one is near-white. `image_token_mask`
+    ((L,) or (B, L), e.g. `context.image_token_mask`) splits the prompt columns into image and
+    text tokens; `legend=False` leaves the legend to the caller (`plot_masks` draws one)."""
     m = one_sample(mask, 2, sample)
     if tuple(m.shape) != (layout.num_dit_tokens, layout.num_keys):
         raise ValueError(f"mask shape {tuple(m.shape)} does not match the layout "
                          f"({layout.num_dit_tokens}, {layout.num_keys})")
+    image = None if image_token_mask is None else one_sample(image_token_mask, 1, sample)
+    columns = column_segments(layout, image)
     fig, ax = figure_axes(ax, (5, 4.5))
-    draw_keys_by_queries(ax, m.float(), layout, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title or "DiT attention mask (white = may attend)", fontsize=10, pad=22)
+    cmap, norm = segment_cmap()
+    index = torch.from_numpy(mask_segment_index(m.bool(), columns)).float()
+    draw_keys_by_queries(ax, index, layout, cmap=cmap, norm=norm)
+    ax.set_title(title or "DiT attention mask", fontsize=10, pad=22)
+    if legend:
+        segment_legend(ax, columns, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
-def plot_masks(masks: Mapping[str, tuple[torch.Tensor, TokenLayout]], *, sample: int = 0):
-    """Several masks side by side: {title: (mask, layout)}."""
-    fig, axes = new_figure(1, len(masks), size=(5 * len(masks), 4.5))
+def plot_masks(masks: Mapping[str, tuple[torch.Tensor, TokenLayout]], *, sample: int = 0,
+               image_token_mask: torch.Tensor | None = None):
+    """Several masks side by side: {title: (mask, layout)}, with one legend for all of them.
+    `image_token_mask` splits the prompt columns as in `plot_dit_mask` (same prompt in all)."""
+    fig, axes = new_figure(1, len(masks), size=(5 * len(masks), 4.9))
+    names: list[str] = []
     for ax, (title, (mask, layout)) in zip(axes[0], masks.items()):
-        plot_dit_mask(mask, layout, sample=sample, ax=ax, title=title)
-    fig.tight_layout()
+        plot_dit_mask(mask, layout, sample=sample, ax=ax, title=title, legend=False,
+                      image_token_mask=image_token_mask)
+        image = None if image_token_mask is None else one_sample(image_token_mask, 1, sample)
+        names += column_segments(layout, image)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    segment_legend(fig, names, loc="lower center", ncol=4)
     return fig
