@@ -563,6 +563,7 @@ def _add_study_commands(sub) -> None:
 
 def _example_model(args: argparse.Namespace) -> int:
     import time
+    from pathlib import Path
 
     from xr0lab.example.build import QUICK, build
     from xr0lab.example.train import ExampleSettings
@@ -575,7 +576,7 @@ def _example_model(args: argparse.Namespace) -> int:
         from xr0lab.example.load import example_dir
         out = example_dir()
     run_dir = args.run_dir or (out.with_name(out.name + ".run") if args.quick
-                               else __import__("pathlib").Path("runs/example_model"))
+                               else Path("runs/example_model"))
     start = time.perf_counter()
     try:
         record = build(out, settings, run_dir=run_dir, episodes=8 if args.quick else args.episodes,

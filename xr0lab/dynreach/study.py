@@ -220,36 +220,42 @@ def default_study_dir(name: str) -> Path:
     return repo_root() / "runs" / "dynreach_v2" / name
 
 
+def _copy_new_cells(source: Path, target: Path) -> list[str]:
+    """Copy the finished cells (`<arm>_seed<S>.{json,safetensors}`) of `source` that `target`
+    lacks; a cell already in `target` is never replaced. The JSON goes last: its existence
+    means the cell is complete. Returns the copied names."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for js in sorted(source.glob("*_seed*.json")):
+        dest = target / js.name
+        if dest.exists():
+            continue
+        shutil.copy2(js.with_suffix(".safetensors"), dest.with_suffix(".safetensors"))
+        shutil.copy2(js, dest)
+        copied.append(js.stem)
+    return copied
+
+
 def adopt_cells(cells_dir: Path | str, run_dir: Path | str) -> list[str]:
     """Copy the finished cells of a committed cells directory (`<arm>_seed<S>.{json,safetensors}`
     beside its `config.json`) into `run_dir/cells`, so a fresh checkout resumes instead of
     recomputing them. The two configurations must match (else `RunDirMismatch`, nothing copied);
     a cell the run directory already holds is kept, never replaced. Returns the adopted names."""
     import json
-    import shutil
 
-    from xr0lab.dynreach.sweep import RunDirMismatch, _differences
+    from xr0lab.dynreach.sweep import RunDirMismatch, config_differences
 
     cells_dir, run_dir = Path(cells_dir), Path(run_dir)
     theirs_path, mine_path = cells_dir / "config.json", run_dir / "config.json"
     if not theirs_path.exists():
         return []
-    theirs, mine = (json.loads(p.read_text()) for p in (theirs_path, mine_path))
-    strip = lambda d: {k: v for k, v in d.items() if k not in ("arms", "seeds")}  # noqa: E731
-    diff = _differences(strip(theirs), strip(mine))
+    diff = config_differences(*(json.loads(p.read_text()) for p in (theirs_path, mine_path)))
     if diff:
         raise RunDirMismatch(f"{theirs_path} belongs to another configuration than {mine_path} "
                              "(nothing was copied):\n  " + "\n  ".join(diff))
-    (run_dir / "cells").mkdir(parents=True, exist_ok=True)
-    adopted = []
-    for js in sorted(cells_dir.glob("*_seed*.json")):
-        target = run_dir / "cells" / js.name
-        if target.exists():
-            continue
-        shutil.copy2(js.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
-        shutil.copy2(js, target)   # the JSON last: its existence means the cell is complete
-        adopted.append(js.stem)
-    return adopted
+    return _copy_new_cells(cells_dir, run_dir / "cells")
 
 
 def publish_cells(run_dir: Path | str, cells_dir: Path | str) -> list[str]:
@@ -261,15 +267,7 @@ def publish_cells(run_dir: Path | str, cells_dir: Path | str) -> list[str]:
     cells_dir.mkdir(parents=True, exist_ok=True)
     if not (cells_dir / "config.json").exists():
         shutil.copy2(run_dir / "config.json", cells_dir / "config.json")
-    published = []
-    for js in sorted((run_dir / "cells").glob("*_seed*.json")):
-        target = cells_dir / js.name
-        if target.exists():
-            continue
-        shutil.copy2(js.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
-        shutil.copy2(js, target)
-        published.append(js.stem)
-    return published
+    return _copy_new_cells(run_dir / "cells", cells_dir)
 
 
 def plan_groups(todo: Sequence[tuple[str, int]], seeds: Sequence[int], order: str = "arm",

@@ -155,6 +155,13 @@ def _differences(theirs: Any, mine: Any, at: str = "") -> list[str]:
     return [] if theirs == mine else [f"{at}: {theirs!r} there, {mine!r} here"]
 
 
+def config_differences(theirs: dict, mine: dict) -> list[str]:
+    """Every differing setting of two configuration dicts, arms and seeds aside (they may
+    grow within one run directory)."""
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("arms", "seeds")}  # noqa: E731
+    return _differences(strip(theirs), strip(mine))
+
+
 def check_run_config(run_dir: Path, config: Any, what: str = "sweep") -> None:
     """A run directory belongs to one configuration (arms and seeds may grow). Resuming it with
     another is an error that names every differing setting; the directory is left as it is.
@@ -163,8 +170,7 @@ def check_run_config(run_dir: Path, config: Any, what: str = "sweep") -> None:
     mine = json.loads(json.dumps(config.to_dict()))
     if path.exists():
         theirs = json.loads(path.read_text())
-        diff = _differences({k: v for k, v in theirs.items() if k not in ("arms", "seeds")},
-                            {k: v for k, v in mine.items() if k not in ("arms", "seeds")})
+        diff = config_differences(theirs, mine)
         if diff:
             raise RunDirMismatch(
                 f"{path} holds a different {what} configuration (nothing was changed):\n  "

@@ -52,11 +52,11 @@ def checkpoint_sizes(directory: Path) -> dict:
 def measure(checkpoints: dict[str, Path], *, episodes: int, probe_samples: int,
             settings: ExampleSettings, progress: bool = True) -> dict:
     """Success of each stored checkpoint per (scenario, delay), and the goal probe."""
-    from xr0lab.example.evaluate import goal_probe, success, test_seeds
+    from xr0lab.example.evaluate import TEST_OFFSET, goal_probe, success, test_seeds
     from xr0lab.example.load import load_checkpoint
 
     seeds = test_seeds(episodes)
-    out: dict = {"success": {}, "test_episodes": {"split": "test", "offset": 300_000,
+    out: dict = {"success": {}, "test_episodes": {"split": "test", "offset": TEST_OFFSET,
                                                    "n": int(episodes)}}
     data = training_data(dataclasses.replace(settings, train_episodes=min(
         settings.train_episodes, 100)))
