@@ -567,11 +567,12 @@ def _example_model(args: argparse.Namespace) -> int:
 
     from xr0lab.example.build import QUICK, build
     from xr0lab.example.train import ExampleSettings
+    from xr0lab.workspace.paths import scratch_dir
     from xr0lab.workspace.threads import set_threads
 
     set_threads(args.threads)
     settings = QUICK if args.quick else ExampleSettings()
-    out = args.out or (_scratch("example_model") if args.quick else None)
+    out = args.out or (scratch_dir("example_model") if args.quick else None)
     if out is None:
         from xr0lab.example.load import example_dir
         out = example_dir()
@@ -591,12 +592,6 @@ def _example_model(args: argparse.Namespace) -> int:
         print(f"  {mode}: plain success {cells}; goal probe R^2 "
               f"{record['goal_probe'][mode]['r2']:.3f}")
     return 0
-
-
-def _scratch(name: str):
-    from xr0lab.workspace.paths import scratch_dir
-
-    return scratch_dir(name)
 
 
 def _add_example_model_commands(sub) -> None:

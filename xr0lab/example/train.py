@@ -43,7 +43,6 @@ from xr0lab.example.grounding import GoalReadout, GroundingTask
 from xr0lab.example.inputs import robot_inputs
 
 STAGES = ("stage1", "stage2", "stage3")
-CHECKPOINTS = {"release": "stage2", "xr0-async": "stage3"}
 
 
 @dataclass(frozen=True)
@@ -309,6 +308,6 @@ class _RunConfig:
         return {"example_model": self.settings.to_dict(), "arms": [], "seeds": []}
 
 
-__all__ = ["CHECKPOINTS", "ExampleSettings", "STAGES", "build_model", "flow_batch",
+__all__ = ["ExampleSettings", "STAGES", "build_model", "flow_batch",
            "model_config", "settings_from_dict", "stage1_losses", "train_example",
            "training_data"]
